@@ -1,0 +1,1 @@
+"""landing: Nginx moves the bytes, Python keeps the books."""
