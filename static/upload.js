@@ -1,0 +1,435 @@
+// Upload page: sends each file as a raw PUT body (so progress events work), a few at a time,
+// retries only what is worth retrying, and lists what the server stored for the item.
+// Plain script, no build step, no external resource: Nginx serves it as is.
+(function () {
+  "use strict";
+
+  var CONFIG = {
+    parallel: 3,          // uploads in flight at once
+    maxAttempts: 3,       // first try + 2 retries
+    backoffBaseMs: 1000,  // 1 s, 2 s, ... with jitter
+    backoffMaxMs: 8000,
+    retryAfterMaxMs: 60000, // honour Retry-After up to this; longer means "give up, say when"
+    pageSize: 50,
+  };
+
+  var ITEM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+  // Statuses where a new try can succeed; every other 4xx is final (the same body would fail again).
+  var RETRYABLE = { 0: true, 408: true, 429: true, 502: true, 503: true, 504: true };
+
+  var el = {};
+  var queue = [];   // tasks waiting for a slot
+  var active = 0;   // tasks holding a slot (sending or waiting to retry)
+  var mediaCursor = null;
+  var mediaItem = null;
+  var mediaRequest = 0; // ignores answers to list requests that a newer one replaced
+
+  // ---- small helpers ------------------------------------------------------------------------
+
+  function uuid() {
+    // randomUUID exists only in secure contexts; getRandomValues everywhere.
+    if (window.isSecureContext && crypto.randomUUID) return crypto.randomUUID();
+    var b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 0x100).toString(16).slice(1); });
+    return h.slice(0, 4).join("") + "-" + h.slice(4, 6).join("") + "-" + h.slice(6, 8).join("") +
+      "-" + h.slice(8, 10).join("") + "-" + h.slice(10).join("");
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    var units = ["KiB", "MiB", "GiB", "TiB"];
+    var v = bytes, i = -1;
+    do { v /= 1024; i++; } while (v >= 1024 && i < units.length - 1);
+    return (v < 10 ? v.toFixed(1) : Math.round(v)) + " " + units[i];
+  }
+
+  function parseJson(text) {
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
+  // FastAPI's own 422 carries a list of {loc, msg}; ours carry a string.
+  function detailText(body) {
+    if (!body || body.detail === undefined || body.detail === null) return "";
+    var d = body.detail;
+    if (typeof d === "string") return d;
+    if (Array.isArray(d)) {
+      return d.map(function (e) { return e && e.msg ? e.msg : JSON.stringify(e); }).join("; ");
+    }
+    return JSON.stringify(d);
+  }
+
+  function errorMessage(status, body, statusText) {
+    var detail = detailText(body);
+    var say = function (lead) { return detail ? lead + ": " + detail : lead; };
+    switch (status) {
+      case 0: return "Network error: the connection to the server was lost";
+      case 400: return say("Rejected by the server");
+      case 401: return say("Not signed in");
+      case 403: return say("Not allowed");
+      case 404: return say("Not found");
+      case 408: return "The server timed out waiting for the file";
+      case 409: return say("Conflict");
+      case 413: return "File too large (limit: " + (detail || "set by the server") + ")";
+      case 415: return say("File type not accepted");
+      case 422: return say("Invalid request");
+      case 429: return "Too many uploads right now";
+      case 502: case 503: case 504: return "Server unavailable (HTTP " + status + ")";
+      case 507: return "The server is out of storage space";
+      default: return say("Upload failed (HTTP " + status + (statusText ? " " + statusText : "") + ")");
+    }
+  }
+
+  // Retry-After is either delay-seconds or an HTTP date; anything else is ignored.
+  function retryAfterMs(header) {
+    if (!header) return null;
+    if (/^\s*\d+\s*$/.test(header)) return parseInt(header, 10) * 1000;
+    var at = Date.parse(header);
+    return isNaN(at) ? null : Math.max(0, at - Date.now());
+  }
+
+  function backoffMs(attempt) {
+    var base = Math.min(CONFIG.backoffMaxMs, CONFIG.backoffBaseMs * Math.pow(2, attempt - 1));
+    return Math.round(base * (0.75 + Math.random() * 0.5)); // jitter: clients do not retry in step
+  }
+
+  function itemUrl(itemId) {
+    return "/api/items/" + encodeURIComponent(itemId) + "/media";
+  }
+
+  // ---- one upload -----------------------------------------------------------------------------
+
+  function makeRow(file) {
+    var row = el.rowTemplate.content.firstElementChild.cloneNode(true);
+    row.querySelector("[data-testid=upload-name]").textContent = file.name;
+    var size = row.querySelector("[data-testid=upload-size]");
+    size.textContent = formatSize(file.size);
+    size.title = file.size + " bytes";
+    row.querySelector("progress").setAttribute("aria-label", "Upload progress of " + file.name);
+    row.querySelector("[data-testid=upload-cancel]").setAttribute("aria-label", "Cancel " + file.name);
+    return row;
+  }
+
+  function setState(task, state, text) {
+    task.row.dataset.state = state;
+    task.row.querySelector("[data-testid=upload-state]").textContent = text || state;
+  }
+
+  function setProgress(task, percent) {
+    var p = task.row.querySelector("progress");
+    p.value = percent;
+    p.textContent = percent + " %"; // fallback text for browsers without <progress>
+  }
+
+  function finish(task, state, text) {
+    task.done = true;
+    setState(task, state, text);
+    task.row.querySelector("[data-testid=upload-cancel]").hidden = true;
+    active--;
+    pump();
+  }
+
+  function showResult(task, media) {
+    var result = task.row.querySelector("[data-testid=upload-result]");
+    var link = result.querySelector("[data-testid=upload-link]");
+    link.textContent = media.filename;
+    link.href = media.url;
+    result.querySelector("[data-testid=upload-result-size]").textContent = formatSize(media.size);
+    result.querySelector("[data-testid=upload-result-type]").textContent = media.content_type;
+    result.hidden = false;
+    task.row.dataset.mediaId = media.id;
+  }
+
+  function showError(task, message) {
+    var error = task.row.querySelector("[data-testid=upload-error]");
+    error.textContent = message;
+    error.hidden = false;
+  }
+
+  function send(task) {
+    task.attempt++;
+    var xhr = new XMLHttpRequest();
+    task.xhr = xhr;
+    xhr.open("PUT", itemUrl(task.itemId) + "?filename=" + encodeURIComponent(task.file.name));
+    // The same key on every try: if a first try was stored but its answer lost, the server
+    // answers the retry with that stored media instead of storing the file twice.
+    xhr.setRequestHeader("Idempotency-Key", task.key);
+    xhr.setRequestHeader("Content-Type", task.file.type || "application/octet-stream");
+    xhr.responseType = "text";
+
+    // Listeners on xhr.upload must exist before send(), or the browser sends no upload events.
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable && e.total > 0) setProgress(task, Math.floor((e.loaded / e.total) * 100));
+    };
+    xhr.onload = function () { settle(task, xhr.status, xhr.responseText, xhr); };
+    xhr.onerror = function () { settle(task, 0, "", xhr); };
+    xhr.ontimeout = function () { settle(task, 0, "", xhr); };
+    xhr.onabort = function () {
+      // Only the Cancel button aborts; settle it there so a late event cannot count twice.
+    };
+
+    setProgress(task, 0);
+    setState(task, "uploading", task.attempt > 1
+      ? "uploading (try " + task.attempt + " of " + CONFIG.maxAttempts + ")"
+      : "uploading");
+    xhr.send(task.file);
+  }
+
+  function settle(task, status, text, xhr) {
+    if (task.done || task.cancelled) return;
+    task.xhr = null;
+    var body = parseJson(text);
+    if (status === 201 || status === 200) {
+      setProgress(task, 100);
+      if (body && body.id) showResult(task, body);
+      announce(task.file.name + " uploaded");
+      finish(task, "done", "done");
+      return;
+    }
+    var message = errorMessage(status, body, xhr.statusText);
+    if (RETRYABLE[status] && task.attempt < CONFIG.maxAttempts) {
+      var hinted = retryAfterMs(xhr.getResponseHeader("Retry-After"));
+      if (hinted !== null && hinted > CONFIG.retryAfterMaxMs) {
+        giveUp(task, message + "; the server asks to wait " + Math.ceil(hinted / 1000) + " s");
+        return;
+      }
+      var wait = hinted !== null ? Math.max(hinted, 250) : backoffMs(task.attempt);
+      setState(task, "retrying", message + " — retrying in " + Math.ceil(wait / 1000) + " s");
+      task.timer = setTimeout(function () {
+        task.timer = null;
+        if (!task.cancelled) send(task);
+      }, wait);
+      return;
+    }
+    if (RETRYABLE[status] && task.attempt > 1) message += " (gave up after " + task.attempt + " tries)";
+    giveUp(task, message);
+  }
+
+  function giveUp(task, message) {
+    showError(task, message);
+    announce(task.file.name + ": " + message);
+    finish(task, "error", "failed");
+  }
+
+  function cancel(task) {
+    if (task.done || task.cancelled) return;
+    task.cancelled = true;
+    if (task.timer) { clearTimeout(task.timer); task.timer = null; }
+    var queued = queue.indexOf(task);
+    if (queued !== -1) {
+      queue.splice(queued, 1);
+      active++; // finish() releases a slot; a queued task never held one
+    }
+    if (task.xhr) { task.xhr.abort(); task.xhr = null; }
+    announce(task.file.name + " cancelled");
+    finish(task, "cancelled", "cancelled");
+  }
+
+  // ---- the queue ------------------------------------------------------------------------------
+
+  function enqueue(files) {
+    var itemId = el.itemId.value.trim();
+    if (!checkItemId()) {
+      announce("Fix the item id before uploading.");
+      el.itemId.focus();
+      return;
+    }
+    if (!files.length) return;
+    el.uploadsSection.hidden = false;
+    Array.prototype.forEach.call(files, function (file) {
+      var task = { file: file, itemId: itemId, key: uuid(), attempt: 0, row: makeRow(file),
+                   xhr: null, timer: null, done: false, cancelled: false };
+      task.row.dataset.idempotencyKey = task.key;
+      task.row.querySelector("[data-testid=upload-cancel]").addEventListener("click", function () {
+        cancel(task);
+      });
+      el.uploads.appendChild(task.row);
+      queue.push(task);
+    });
+    announce(files.length === 1 ? "Uploading 1 file" : "Uploading " + files.length + " files");
+    pump();
+  }
+
+  function pump() {
+    while (active < CONFIG.parallel && queue.length) {
+      active++;
+      send(queue.shift());
+    }
+    if (active === 0 && queue.length === 0 && el.uploads.children.length) {
+      summarise();
+      loadMedia(false);
+    }
+  }
+
+  function summarise() {
+    var counts = { done: 0, error: 0, cancelled: 0 };
+    Array.prototype.forEach.call(el.uploads.children, function (row) {
+      if (counts[row.dataset.state] !== undefined) counts[row.dataset.state]++;
+    });
+    var parts = [counts.done + " uploaded"];
+    if (counts.error) parts.push(counts.error + " failed");
+    if (counts.cancelled) parts.push(counts.cancelled + " cancelled");
+    announce("Finished: " + parts.join(", ") + ".");
+  }
+
+  function announce(text) {
+    el.status.textContent = text;
+  }
+
+  // ---- the item's media -----------------------------------------------------------------------
+
+  function loadMedia(more) {
+    var itemId = el.itemId.value.trim();
+    if (!ITEM_ID.test(itemId)) return;
+    if (!more) { mediaCursor = null; }
+    var token = ++mediaRequest;
+    var url = itemUrl(itemId) + "?limit=" + CONFIG.pageSize +
+      (more && mediaCursor ? "&cursor=" + encodeURIComponent(mediaCursor) : "");
+    el.mediaStatus.textContent = "Loading…";
+    el.mediaItem.textContent = itemId;
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) {
+        return r.text().then(function (t) { return { status: r.status, text: t, statusText: r.statusText }; });
+      })
+      .then(function (r) {
+        if (token !== mediaRequest) return;
+        var body = parseJson(r.text);
+        if (r.status !== 200 || !body || !Array.isArray(body.items)) {
+          el.mediaStatus.textContent = "Could not load the list: " +
+            errorMessage(r.status, body, r.statusText);
+          return;
+        }
+        if (!more) el.mediaList.textContent = "";
+        body.items.forEach(function (m) { el.mediaList.appendChild(mediaRow(m)); });
+        mediaItem = itemId;
+        mediaCursor = body.next_cursor || null;
+        el.mediaMore.hidden = !mediaCursor;
+        var n = el.mediaList.children.length;
+        el.mediaStatus.textContent = n === 0 ? "No files stored for " + itemId + " yet."
+          : n + (n === 1 ? " file" : " files") + (mediaCursor ? " shown, more available." : ".");
+      })
+      .catch(function () {
+        if (token !== mediaRequest) return;
+        el.mediaStatus.textContent = "Could not load the list: " + errorMessage(0, null, "");
+      });
+  }
+
+  function mediaRow(m) {
+    var row = el.mediaTemplate.content.firstElementChild.cloneNode(true);
+    row.dataset.mediaId = m.id;
+    var link = row.querySelector("[data-testid=media-link]");
+    link.textContent = m.filename;
+    link.href = m.url;
+    link.setAttribute("download", m.filename);
+    var size = row.querySelector("[data-testid=media-size]");
+    size.textContent = formatSize(m.size);
+    size.title = m.size + " bytes";
+    row.querySelector("[data-testid=media-type]").textContent = m.content_type;
+    var time = row.querySelector("[data-testid=media-created]");
+    time.dateTime = m.created_at;
+    var created = new Date(m.created_at);
+    time.textContent = isNaN(created.getTime()) ? m.created_at : created.toLocaleString();
+    var del = row.querySelector("[data-testid=media-delete]");
+    del.setAttribute("aria-label", "Delete " + m.filename);
+    del.addEventListener("click", function () { deleteMedia(m, row, del); });
+    return row;
+  }
+
+  function deleteMedia(m, row, button) {
+    if (!window.confirm("Delete " + m.filename + "?")) return;
+    button.disabled = true;
+    fetch("/api/media/" + encodeURIComponent(m.id), { method: "DELETE", credentials: "same-origin" })
+      .then(function (r) {
+        return r.text().then(function (t) { return { status: r.status, text: t, statusText: r.statusText }; });
+      })
+      .then(function (r) {
+        if (r.status === 204 || r.status === 404) { // 404: already gone, which is what was asked
+          row.remove();
+          el.mediaStatus.textContent = m.filename + " deleted.";
+          return;
+        }
+        button.disabled = false;
+        el.mediaStatus.textContent = "Could not delete " + m.filename + ": " +
+          errorMessage(r.status, parseJson(r.text), r.statusText);
+      })
+      .catch(function () {
+        button.disabled = false;
+        el.mediaStatus.textContent = "Could not delete " + m.filename + ": " + errorMessage(0, null, "");
+      });
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------------
+
+  function checkItemId() {
+    var ok = ITEM_ID.test(el.itemId.value.trim());
+    el.itemId.setAttribute("aria-invalid", ok ? "false" : "true");
+    el.itemIdError.hidden = ok;
+    el.itemIdError.textContent = ok ? "" : "Not a valid item id.";
+    return ok;
+  }
+
+  function busy() {
+    return active > 0 || queue.length > 0;
+  }
+
+  function init() {
+    el.form = document.getElementById("upload-form");
+    el.itemId = document.getElementById("item-id");
+    el.itemIdError = document.getElementById("item-id-error");
+    el.fileInput = document.getElementById("file-input");
+    el.dropZone = document.getElementById("drop-zone");
+    el.status = document.getElementById("upload-status");
+    el.uploadsSection = document.getElementById("uploads-section");
+    el.uploads = document.getElementById("uploads");
+    el.rowTemplate = document.getElementById("upload-row-template");
+    el.mediaItem = document.getElementById("media-item");
+    el.mediaStatus = document.getElementById("media-status");
+    el.mediaList = document.getElementById("media-list");
+    el.mediaMore = document.getElementById("media-more");
+    el.mediaRefresh = document.getElementById("media-refresh");
+    el.mediaTemplate = document.getElementById("media-row-template");
+
+    el.form.addEventListener("submit", function (e) { e.preventDefault(); });
+    el.fileInput.addEventListener("change", function () {
+      var files = Array.prototype.slice.call(el.fileInput.files);
+      el.fileInput.value = ""; // choosing the same file again must fire change again
+      enqueue(files);
+    });
+
+    // The whole window swallows drops so a file dropped beside the zone is not opened in place.
+    ["dragover", "drop"].forEach(function (type) {
+      window.addEventListener(type, function (e) { e.preventDefault(); });
+    });
+    el.dropZone.addEventListener("dragenter", function () { el.dropZone.classList.add("over"); });
+    el.dropZone.addEventListener("dragover", function (e) {
+      e.preventDefault();
+      if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
+      el.dropZone.classList.add("over");
+    });
+    el.dropZone.addEventListener("dragleave", function (e) {
+      if (!el.dropZone.contains(e.relatedTarget)) el.dropZone.classList.remove("over");
+    });
+    el.dropZone.addEventListener("drop", function (e) {
+      e.preventDefault();
+      el.dropZone.classList.remove("over");
+      if (e.dataTransfer && e.dataTransfer.files) enqueue(Array.prototype.slice.call(e.dataTransfer.files));
+    });
+
+    el.itemId.addEventListener("input", function () { if (el.itemId.getAttribute("aria-invalid") === "true") checkItemId(); });
+    el.itemId.addEventListener("change", function () {
+      if (checkItemId() && el.itemId.value.trim() !== mediaItem) loadMedia(false);
+    });
+    el.mediaRefresh.addEventListener("click", function () { loadMedia(false); });
+    el.mediaMore.addEventListener("click", function () { loadMedia(true); });
+
+    window.addEventListener("beforeunload", function (e) {
+      if (busy()) { e.preventDefault(); e.returnValue = ""; }
+    });
+
+    loadMedia(false);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
