@@ -1,0 +1,67 @@
+"""The public API: metadata of stored media. File bytes are always sent by Nginx."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from callback_api.deps import ITEM_ID, PartsDep
+from callback_api.errors import NotFound
+from callback_api.filenames import content_disposition
+from callback_api.schemas import ErrorBody, Media, MediaPage
+
+# Browsers must never run stored active content in our origin.
+SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
+ACCEL_PREFIX = "/_landing/media/"
+MEDIA_ID = r"^[0-9a-f]{32}$"
+
+router = APIRouter(prefix="/api", tags=["media"], responses={404: {"model": ErrorBody}})
+ItemId = Annotated[str, Path(pattern=ITEM_ID, description="the item the media belongs to")]
+MediaId = Annotated[str, Path(pattern=MEDIA_ID, description="a media id (32 hex digits)")]
+
+
+@router.get("/items/{item_id}/media", response_model=MediaPage)
+def read_item_media(
+    parts: PartsDep,
+    item_id: ItemId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=MEDIA_ID)] = None,
+) -> MediaPage:
+    """List an item's media, oldest first; pass `next_cursor` back as `cursor` for more."""
+    records, next_cursor = parts.catalog.list_item(item_id, limit, cursor)
+    return MediaPage(items=[Media.of(r) for r in records], next_cursor=next_cursor)
+
+
+@router.get("/media/{media_id}", response_model=Media)
+def read_media(parts: PartsDep, media_id: MediaId) -> Media:
+    """One file's metadata."""
+    record = parts.catalog.get(media_id)
+    if record is None:
+        raise NotFound(f"no media with id {media_id!r}")
+    return Media.of(record)
+
+
+@router.get("/media/{media_id}/content", response_class=Response)
+def read_media_content(parts: PartsDep, media_id: MediaId) -> Response:
+    """The file itself: authorised here, sent by Nginx (X-Accel-Redirect), ranges included."""
+    record = parts.catalog.get(media_id)
+    if record is None:
+        raise NotFound(f"no media with id {media_id!r}")
+    headers = {
+        "X-Accel-Redirect": ACCEL_PREFIX + parts.store.relative_path(media_id),
+        "Content-Disposition": content_disposition(record.disposition, record.filename),
+    }
+    if record.disposition == "attachment":
+        headers["X-Landing-CSP"] = SANDBOX_CSP
+    return Response(status_code=200, media_type=record.content_type, headers=headers)
+
+
+@router.delete("/media/{media_id}", status_code=204, response_class=Response)
+def delete_media(parts: PartsDep, media_id: MediaId) -> Response:
+    """Remove the row, then the file (a crash in between leaves a file reconcile removes)."""
+    record = parts.catalog.delete(media_id)
+    if record is None:
+        raise NotFound(f"no media with id {media_id!r}")
+    parts.store.remove(media_id)
+    return Response(status_code=204)

@@ -1,0 +1,244 @@
+"""The catalog: one row of metadata per stored file. SQLite by default.
+
+Routes and the callback only see the ``Catalog`` protocol, so a PostgreSQL implementation can
+follow without touching them. A row is ``pending`` before its file is linked into the store and
+``ready`` after; only ready rows are visible through the API, and reconcile repairs the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+State = Literal["pending", "ready"]
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    id: str
+    item_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None
+    created_at: str
+    state: State = "pending"
+    disposition: Literal["inline", "attachment"] = "inline"
+    fields: str = "{}"  # the simple text fields of the form it came in, as JSON
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming an idempotency key: ours to use, or someone else's."""
+
+    owned: bool
+    media_ids: list[str] | None  # the first request's result, once it has finished
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Catalog(Protocol):
+    def insert_pending(self, records: Sequence[MediaRecord]) -> None: ...
+    def mark_ready(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None: ...
+    def discard(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None: ...
+    def get(self, media_id: str) -> MediaRecord | None: ...
+    def list_item(
+        self, item_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[MediaRecord], str | None]: ...
+    def delete(self, media_id: str) -> MediaRecord | None: ...
+    def claim_key(self, item_id: str, key: str) -> Claim: ...
+    def all_records(self) -> Iterator[MediaRecord]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS media (
+    id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    sha256 TEXT,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    disposition TEXT NOT NULL CHECK (disposition IN ('inline', 'attachment')),
+    fields TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS media_by_item ON media (item_id, created_at, id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    item_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    media_ids TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, key)
+);
+"""
+_COLUMNS = (
+    "id, item_id, filename, content_type, size, sha256, created_at, state, disposition, fields"
+)
+
+
+class SqliteCatalog:
+    """One connection per thread (FastAPI runs sync routes in a thread pool); WAL mode."""
+
+    def __init__(self, path: Path, durable: bool, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._durable = durable
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL syncs the WAL on every commit: a 201 then survives power loss.
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[int]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return counts
+
+    def insert_pending(self, records: Sequence[MediaRecord]) -> None:
+        self._write(
+            [
+                (
+                    f"INSERT INTO media ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (
+                        r.id,
+                        r.item_id,
+                        r.filename,
+                        r.content_type,
+                        r.size,
+                        r.sha256,
+                        r.created_at,
+                        r.disposition,
+                        r.fields,
+                    ),
+                )
+                for r in records
+            ]
+        )
+
+    def mark_ready(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None:
+        statements: list[tuple[str, Sequence[object]]] = [
+            ("UPDATE media SET state = 'ready' WHERE id = ? AND state = 'pending'", (i,))
+            for i in ids
+        ]
+        if idempotency:
+            statements.append(
+                (
+                    "UPDATE idempotency SET media_ids = ? WHERE item_id = ? AND key = ?",
+                    (json.dumps(list(ids)), *idempotency),
+                )
+            )
+        counts = self._write(statements)
+        if any(count != 1 for count in counts[: len(ids)]):
+            raise LookupError(f"pending rows vanished while being committed: {list(ids)}")
+
+    def discard(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None:
+        statements: list[tuple[str, Sequence[object]]] = [
+            ("DELETE FROM media WHERE id = ? AND state = 'pending'", (i,)) for i in ids
+        ]
+        if idempotency:
+            statements.append(
+                (
+                    "DELETE FROM idempotency WHERE item_id = ? AND key = ? AND media_ids IS NULL",
+                    idempotency,
+                )
+            )
+        self._write(statements)
+
+    def get(self, media_id: str) -> MediaRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_COLUMNS} FROM media WHERE id = ? AND state = 'ready'", (media_id,))
+            .fetchone()
+        )
+        return MediaRecord(*row) if row else None
+
+    def list_item(
+        self, item_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[MediaRecord], str | None]:
+        sql = f"SELECT {_COLUMNS} FROM media WHERE item_id = ? AND state = 'ready'"
+        params: list[object] = [item_id]
+        if cursor:
+            sql += (
+                " AND (created_at, id) > "
+                "(SELECT created_at, id FROM media WHERE id = ? AND item_id = ?)"
+            )
+            params += [cursor, item_id]
+        sql += " ORDER BY created_at, id LIMIT ?"
+        params.append(limit + 1)
+        rows = [MediaRecord(*row) for row in self._conn().execute(sql, params)]
+        page = rows[:limit]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    def delete(self, media_id: str) -> MediaRecord | None:
+        record = self.get(media_id)
+        if record is None:
+            return None
+        self._write([("DELETE FROM media WHERE id = ?", (media_id,))])
+        return record
+
+    def claim_key(self, item_id: str, key: str) -> Claim:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT media_ids FROM idempotency WHERE item_id = ? AND key = ?", (item_id, key)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO idempotency (item_id, key, created_at) VALUES (?, ?, ?)",
+                    (item_id, key, now()),
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if row is None:
+            return Claim(owned=True, media_ids=None)
+        return Claim(owned=False, media_ids=json.loads(row[0]) if row[0] else None)
+
+    def all_records(self) -> Iterator[MediaRecord]:
+        conn = sqlite3.connect(self.path)
+        try:
+            yield from (MediaRecord(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM media"))
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def open_catalog(database: Path, durable: bool) -> Catalog:
+    return SqliteCatalog(database, durable)

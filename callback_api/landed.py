@@ -1,0 +1,115 @@
+"""The body file Nginx landed: found from its header, proven to be Nginx's, opened safely.
+
+The path arrives in a request header, so it is not trusted: it must resolve under the temp dir,
+have the shape of an Nginx temp name (``<temp>/<d>/<dd>/<10 digits>`` for levels ``1 2``), be a
+regular file that is not a symlink and has one link, and have the size Nginx announced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from callback_api.errors import BadRequest, EmptyUpload, Forbidden
+
+_TEMP_NAME = re.compile(r"^\d{10}$")
+
+
+@dataclass
+class LandedFile:
+    """An open body file; the caller closes it (it is a context manager)."""
+
+    path: Path
+    fd: int
+    size: int
+
+    def head(self, length: int = 8192) -> bytes:
+        return os.pread(self.fd, min(length, self.size), 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> LandedFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _check_shape(path: Path, temp_dir: Path, levels: tuple[int, ...]) -> None:
+    try:
+        relative = path.relative_to(temp_dir)
+    except ValueError:
+        raise Forbidden(f"upload path {str(path)!r} is not under the temp dir") from None
+    parts = relative.parts
+    name = parts[-1] if parts else ""
+    if len(parts) != len(levels) + 1 or not _TEMP_NAME.match(name):
+        raise Forbidden(f"upload path {str(path)!r} is not an Nginx temp file name")
+    # Nginx names each level directory after the name's trailing digits.
+    end = len(name)
+    for level, directory in zip(levels, parts[:-1], strict=True):
+        if directory != name[end - level : end]:
+            raise Forbidden(f"upload path {str(path)!r} is not an Nginx temp file name")
+        end -= level
+
+
+def open_landed(
+    header_path: str | None,
+    header_length: str | None,
+    temp_dir: Path,
+    levels: tuple[int, ...],
+    allow_empty: bool,
+) -> LandedFile:
+    """Validate and open the body file named by ``X-Upload-Path``."""
+    if not header_path:
+        raise BadRequest("the request has no body")
+    if "\x00" in header_path or not header_path.startswith("/"):
+        raise Forbidden("upload path is not an absolute path")
+    path = Path(os.path.normpath(header_path))
+    try:
+        relative = path.relative_to(temp_dir)
+    except ValueError:
+        raise Forbidden(f"upload path {header_path!r} is not under the temp dir") from None
+    # realpath + containment: no symlink anywhere below the temp dir, then the name's shape.
+    root = Path(os.path.realpath(temp_dir))
+    real = Path(os.path.realpath(path))
+    if real != root / relative or os.path.commonpath([real, root]) != str(root):
+        raise Forbidden(f"upload path {header_path!r} leaves the temp dir through a symlink")
+    _check_shape(real, root, levels)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise BadRequest(f"upload file {header_path!r} does not exist") from None
+    except OSError as exc:
+        raise Forbidden(f"upload file {header_path!r} cannot be opened: {exc.strerror}") from None
+    landed = LandedFile(real, fd, 0)
+    with contextlib.ExitStack() as on_error:
+        on_error.callback(landed.close)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Forbidden(f"upload file {header_path!r} is not a regular file")
+        if info.st_nlink != 1:
+            raise Forbidden(f"upload file {header_path!r} has {info.st_nlink} links, expected 1")
+        if info.st_uid != os.geteuid():
+            raise Forbidden(f"upload file {header_path!r} is not owned by the app's user")
+        if header_length and (not header_length.isdigit() or int(header_length) != info.st_size):
+            raise BadRequest(
+                f"upload file has {info.st_size} bytes but Nginx announced {header_length}"
+            )
+        if info.st_size == 0 and not allow_empty:
+            raise EmptyUpload("the upload is empty (0 bytes)")
+        landed.size = info.st_size
+        on_error.pop_all()
+    return landed
