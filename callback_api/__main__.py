@@ -1,0 +1,5 @@
+import sys
+
+from callback_api.cli import main
+
+sys.exit(main())
