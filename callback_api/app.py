@@ -18,6 +18,7 @@ from callback_api.callback import Lander
 from callback_api.catalog import open_catalog
 from callback_api.deps import Parts
 from callback_api.errors import LandingError
+from callback_api.failpoints import Failpoints
 from callback_api.settings import Settings, load_settings
 from callback_api.shared_secret import read_secret
 from callback_api.store import MediaStore, check_same_filesystem
@@ -60,7 +61,9 @@ def create_app(settings: Settings) -> FastAPI:
     secret = read_secret(settings)
     catalog = open_catalog(settings.paths.database, settings.uploads.durable)
     store = MediaStore(settings.paths.media_root, settings.uploads.durable)
-    parts = Parts(settings, catalog, store, Lander(settings, catalog, store), secret)
+    parts = Parts(
+        settings, catalog, store, Lander(settings, catalog, store, Failpoints.from_env()), secret
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from callback_api.catalog import Catalog, MediaRecord, now
 from callback_api.content_policy import ContentPolicy, decide
 from callback_api.errors import BadRequest, Conflict, EmptyUpload
+from callback_api.failpoints import Failpoints
 from callback_api.filenames import sanitize_filename
 from callback_api.landed import LandedFile, open_landed
 from callback_api.multipart import (
@@ -69,8 +70,15 @@ def _is_multipart(content_type: str | None) -> bool:
 
 
 class Lander:
-    def __init__(self, settings: Settings, catalog: Catalog, store: MediaStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: MediaStore,
+        failpoints: Failpoints | None = None,
+    ) -> None:
         self._settings = settings
+        self._failpoints = failpoints or Failpoints(None)
         self._catalog = catalog
         self._store = store
         content = settings.content
@@ -100,6 +108,11 @@ class Lander:
                         "is still in progress"
                     )
                 records = [r for i in claim.media_ids if (r := self._catalog.get(i)) is not None]
+                if not records:
+                    raise Conflict(
+                        f"the upload with Idempotency-Key {upload.idempotency_key!r} "
+                        "was stored and has since been deleted"
+                    )
                 return Landing(records, replayed=True, multipart=multipart)
         try:
             with open_landed(
@@ -109,6 +122,7 @@ class Lander:
                 self._settings.uploads.temp_levels,
                 allow_empty=self._settings.uploads.allow_empty or multipart,
             ) as landed:
+                self._failpoints.reach("validated")
                 if multipart:
                     records = self._land_form(upload, landed, key)
                 else:
@@ -202,9 +216,12 @@ class Lander:
     ) -> None:
         ids = [r.id for r in records]
         self._catalog.insert_pending(records)
+        self._failpoints.reach("pending")
         try:
             store_files()
+            self._failpoints.reach("linked")
             self._catalog.mark_ready(ids, key)
+            self._failpoints.reach("ready")
         except BaseException:
             for media_id in ids:
                 self._store.remove(media_id)

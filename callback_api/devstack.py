@@ -117,6 +117,8 @@ class Stack:
     app: subprocess.Popen[bytes] | None = None
     nginx: subprocess.Popen[bytes] | None = None
     nginx_conf: Path = field(default_factory=Path)
+    # Extra environment for the app process (e.g. LANDING_FAILPOINT in crash tests).
+    app_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -128,6 +130,7 @@ class Stack:
         env = dict(os.environ)
         env[CONFIG_ENV] = str(self.config_path)
         env[OVERRIDES_ENV] = json.dumps(self.overrides)
+        env.update(self.app_env)
         socket_path = self.settings.app.socket
         socket_path.unlink(missing_ok=True)
         self.app = subprocess.Popen(
