@@ -62,3 +62,11 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise LookupError(f"no VmRSS for pid {pid}")
+
+
+def rss_anon_kib(pid: int) -> int:
+    """Anonymous resident memory: the heap, not pages of memory-mapped files."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise LookupError(f"no RssAnon for pid {pid}")
