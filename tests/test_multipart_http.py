@@ -30,7 +30,7 @@ def _nothing_stored(stack: LiveStack) -> bool:
 
 
 def test_form_with_several_files_and_fields_stores_each_file(stack: LiveStack) -> None:
-    text = "first file\r\n--not-the-boundary\r\n".encode() * 10
+    text = b"first file\r\n--not-the-boundary\r\n" * 10
     binary = os.urandom(300_000)
     response = httpx.post(
         f"{stack.url}/api/items/42/media",
