@@ -1,0 +1,1 @@
+"""The side-by-side upload benchmark behind ``scripts/bench.py`` (issue 6)."""
