@@ -33,7 +33,12 @@ class StackError(Exception):
 
 
 def find_nginx() -> str:
-    # /usr/sbin is not on an ordinary user's PATH on Debian.
+    """$LANDING_NGINX if set, else `nginx` on PATH or in /usr/sbin (not on a user's PATH)."""
+    chosen = os.environ.get("LANDING_NGINX")
+    if chosen:
+        if shutil.which(chosen):
+            return chosen
+        raise StackError(f"Nginx is not installed (no executable at {chosen}); {INSTALL_HINT}")
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if not found:
         raise StackError(f"Nginx is not installed; {INSTALL_HINT}")
