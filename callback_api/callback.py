@@ -28,9 +28,9 @@ from callback_api.multipart import (
     parse_multipart,
 )
 from callback_api.settings import Settings
+from callback_api.sniff import HEAD_SIZE as HEAD_BYTES
 from callback_api.store import MediaStore, new_media_id
 
-HEAD_BYTES = 8192
 _HASH_CHUNK = 1024 * 1024
 
 
