@@ -7,6 +7,7 @@ follow without touching them. A row is ``pending`` before its file is linked int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
+
+from callback_api.errors import InsufficientStorage, LandingError, Unavailable
 
 State = Literal["pending", "ready"]
 
@@ -86,6 +89,36 @@ _COLUMNS = (
 )
 
 
+def _domain_error(exc: sqlite3.Error) -> LandingError | None:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        return InsufficientStorage("no space left while writing the catalog")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return Unavailable("the catalog stayed locked past its busy timeout; retry")
+    return None
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT. A failed COMMIT is rolled back too: the connection is
+    reused by its thread and must never stay inside a transaction holding the write lock.
+    A full disk becomes 507 and a lock not obtained in time 503, never a bare 500."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        error = _domain_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 class SqliteCatalog:
     """One connection per thread (FastAPI runs sync routes in a thread pool); WAL mode."""
 
@@ -114,13 +147,8 @@ class SqliteCatalog:
 
     def _write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[int]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             counts = [conn.execute(sql, params).rowcount for sql, params in statements]
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return counts
 
     def insert_pending(self, records: Sequence[MediaRecord]) -> None:
@@ -207,8 +235,7 @@ class SqliteCatalog:
 
     def claim_key(self, item_id: str, key: str) -> Claim:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             row = conn.execute(
                 "SELECT media_ids FROM idempotency WHERE item_id = ? AND key = ?", (item_id, key)
             ).fetchone()
@@ -217,10 +244,6 @@ class SqliteCatalog:
                     "INSERT INTO idempotency (item_id, key, created_at) VALUES (?, ?, ?)",
                     (item_id, key, now()),
                 )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         if row is None:
             return Claim(owned=True, media_ids=None)
         return Claim(owned=False, media_ids=json.loads(row[0]) if row[0] else None)
