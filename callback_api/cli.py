@@ -97,10 +97,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from callback_api.render import render, write_rendered
+    from callback_api.render import RENDER_BASE, render, write_rendered
 
     config = environment_file(args.root, args.env)
-    settings = load_settings(config)
+    # A fixed base, not the checkout: committed renders are the same on every machine.
+    settings = load_settings(config, base_dir=args.base_dir or RENDER_BASE)
     files = render(settings)
     out = args.out or args.root / "nginx-conf" / "rendered" / args.env
     if args.check:
@@ -141,6 +142,118 @@ def cmd_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from callback_api.check import check
+    from callback_api.devstack import StackError, find_nginx
+
+    settings = load_settings(environment_file(args.root, args.env))
+    try:
+        nginx = args.nginx or find_nginx()
+    except StackError as exc:
+        print(f"landing: {exc}", file=sys.stderr)
+        return 1
+    report = check(settings, nginx, on_host=args.on_host, work_dir=args.keep)
+    print(f"landing check: {args.env}{' (on this host)' if args.on_host else ''}")
+    for finding in report.findings:
+        print(finding.line())
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _print_paths(paths: Sequence[Path], limit: int = 20) -> None:
+    for path in paths[:limit]:
+        print(f"  {path}")
+    if len(paths) > limit:
+        print(f"  ... and {len(paths) - limit} more")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from callback_api.progress import Progress
+    from callback_api.sweep import sweep
+
+    settings = load_settings(environment_file(args.root, args.env))
+    report = sweep(settings, apply=args.apply, progress=Progress("sweep: scanning"))
+    _print_paths(report.stale)
+    print(report.summary())
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from callback_api.progress import Progress
+    from callback_api.reconcile import reconcile
+    from callback_api.store import StorageError
+
+    settings = load_settings(environment_file(args.root, args.env))
+    try:
+        report = reconcile(settings, apply=args.apply, progress=Progress("reconcile: scanning"))
+    except StorageError as exc:
+        print(f"landing: {exc}", file=sys.stderr)
+        return 1
+    for title, ids in (
+        ("files without a row", report.orphan_files),
+        ("stale pending rows", report.stale_pending),
+        ("ready rows whose file is lost", report.lost),
+    ):
+        if ids:
+            print(f"{title}:")
+            _print_paths([Path(i) for i in ids])
+    print(report.summary())
+    return 0
+
+
+def cmd_clean_static(args: argparse.Namespace) -> int:
+    from callback_api.clean_static import ManifestError, clean_static
+    from callback_api.progress import Progress
+
+    settings = load_settings(environment_file(args.root, args.env))
+    try:
+        report = clean_static(
+            settings.paths.static_root,
+            args.manifest,
+            keep=args.keep,
+            apply=args.apply,
+            progress=Progress("clean-static: scanning"),
+        )
+    except ManifestError as exc:
+        print(f"landing: {exc}", file=sys.stderr)
+        return 1
+    _print_paths(report.stale)
+    print(report.summary())
+    return 0
+
+
+def _add_maintenance_commands(sub: Any) -> None:
+    check_cmd = sub.add_parser(
+        "check", help="validate an environment and run the real `nginx -t` on its render"
+    )
+    _add_env(check_cmd)
+    check_cmd.add_argument(
+        "--on-host",
+        action="store_true",
+        help="this machine will run it: missing certificates, users and secrets are errors",
+    )
+    check_cmd.add_argument("--nginx", help="the nginx binary (default: found on PATH)")
+    check_cmd.add_argument("--keep", type=Path, help="render into this dir and keep it")
+    check_cmd.set_defaults(func=cmd_check)
+
+    for name, func, text in (
+        ("sweep", cmd_sweep, "remove body files older than the longest request"),
+        ("reconcile", cmd_reconcile, "repair media files and rows that do not agree"),
+        ("clean-static", cmd_clean_static, "remove hashed assets no recent build names"),
+    ):
+        command = sub.add_parser(name, help=f"{text} (dry run unless --apply)")
+        _add_env(command)
+        command.add_argument("--apply", action="store_true", help="act, not only report")
+        if name == "clean-static":
+            command.add_argument(
+                "--manifest", type=Path, required=True, help="the current build's manifest"
+            )
+            command.add_argument(
+                "--keep", type=int, default=3, help="builds to keep, the current one included"
+            )
+        command.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landing",
@@ -166,12 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd.add_argument(
         "--check", action="store_true", help="exit 1 with a diff if committed files are stale"
     )
+    render_cmd.add_argument(
+        "--base-dir",
+        type=Path,
+        help="resolve relative paths against this dir (default: /srv/landing)",
+    )
     render_cmd.set_defaults(func=cmd_render)
 
     secret = sub.add_parser("secret", help="create the callback secret and its Nginx snippet")
     _add_env(secret)
     secret.add_argument("--rotate", action="store_true", help="replace an existing secret")
     secret.set_defaults(func=cmd_secret)
+    _add_maintenance_commands(sub)
     return parser
 
 

@@ -28,6 +28,8 @@ from pydantic import (
 _NGINX_UNSAFE = re.compile(r"[;{}\"'\\$#`\s]")
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
 _TIME = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
+_RATE = re.compile(r"^[1-9]\d*r/[sm]$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -62,10 +64,24 @@ def _nginx_time(value: str) -> str:
     return value
 
 
+def _nginx_rate(value: str) -> str:
+    if not _RATE.match(value):
+        raise ValueError(f"{value!r} is not an Nginx rate (such as 10r/s or 600r/m)")
+    return value
+
+
+def _origin(value: str) -> str:
+    if not _ORIGIN.match(value):
+        raise ValueError(f"{value!r} is not an origin (scheme://host[:port], no path)")
+    return value
+
+
 SafeStr = Annotated[str, AfterValidator(_nginx_safe)]
 SafePath = Annotated[Path, AfterValidator(_nginx_safe_path)]
 NginxSize = Annotated[str, AfterValidator(_nginx_size)]
 NginxTime = Annotated[str, AfterValidator(_nginx_time)]
+NginxRate = Annotated[str, AfterValidator(_nginx_rate)]
+Origin = Annotated[str, AfterValidator(_origin)]
 
 
 def size_bytes(value: str) -> int:
@@ -134,6 +150,9 @@ class Nginx(_Section):
     worker_connections: int = Field(default=1024, ge=16)
     runtime_dir: SafePath = Path("var/nginx")
     log_dir: SafePath = Path("var/log")
+    # Where the rendered config is installed (the Nginx unit points -c at it).
+    conf_dir: SafePath = Path("var/nginx/conf")
+    binary: SafePath = Path("/usr/sbin/nginx")
 
 
 class Paths(_Section):
@@ -143,6 +162,8 @@ class Paths(_Section):
     media_root: SafePath = Path("var/media")
     static_root: SafePath = Path("static")
     database: SafePath = Path("var/landing.sqlite3")
+    # Where reconcile moves files it will not keep; on the media root's filesystem.
+    quarantine_dir: SafePath = Path("var/quarantine")
 
 
 class Uploads(_Section):
@@ -173,6 +194,31 @@ class App(_Section):
     secret_file: SafePath = Path("var/secret")
 
 
+class Limits(_Section):
+    """Per-client limits on the upload routes (answered 429) and the client timeouts."""
+
+    upload_rate: NginxRate = "10r/s"  # limit_req_zone rate, per client address
+    upload_burst: int = Field(default=20, ge=0)  # limit_req burst (nodelay)
+    upload_connections: int = Field(default=10, ge=1)  # limit_conn, per client address
+    zone_size: NginxSize = "10m"  # shared memory of each zone
+    header_timeout: NginxTime = "10s"  # client_header_timeout
+    send_timeout: NginxTime = "60s"  # send_timeout
+    keepalive_timeout: NginxTime = "65s"  # keepalive_timeout
+
+
+class Cors(_Section):
+    """Origins whose pages may call the API and upload routes; empty means same origin only."""
+
+    allowed_origins: list[Origin] = []
+    max_age: int = Field(default=600, ge=0, le=86400)  # Access-Control-Max-Age
+
+
+class Service(_Section):
+    """The systemd units: where the project (and its .venv) is installed."""
+
+    install_dir: SafePath = Path()
+
+
 class Multipart(_Section):
     """Bounds on an HTML form body, checked while splitting it."""
 
@@ -195,6 +241,8 @@ class Settings(_Section):
     """An environment: the only input of the templates and of ``create_app``."""
 
     name: SafeStr
+    # dev resolves relative paths against the project root; staging and prod refuse them.
+    tier: Literal["dev", "staging", "prod"] = "dev"
     base_dir: Path = Path()
     server: Server
     nginx: Nginx = Nginx()
@@ -203,6 +251,9 @@ class Settings(_Section):
     app: App = App()
     multipart: Multipart = Multipart()
     content: Content = Content()
+    limits: Limits = Limits()
+    cors: Cors = Cors()
+    service: Service = Service()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -210,8 +261,16 @@ class Settings(_Section):
         # the config and the app agree on every path.
         base = self.base_dir.resolve()
         object.__setattr__(self, "base_dir", base)
-        for section_name in ("nginx", "paths", "app"):
+        for section_name in ("nginx", "paths", "app", "service"):
             section = getattr(self, section_name)
+            if self.tier != "dev":
+                # A deployed config must not depend on where the project was checked out.
+                for name, value in section:
+                    if isinstance(value, Path) and not value.is_absolute():
+                        raise ValueError(
+                            f"{section_name}.{name} = {str(value)!r} is relative; "
+                            f"a {self.tier} environment needs absolute paths"
+                        )
             updates = {
                 name: base / value
                 for name, value in section
@@ -219,7 +278,45 @@ class Settings(_Section):
             }
             if updates:
                 object.__setattr__(self, section_name, section.model_copy(update=updates))
+        tls = self.server.tls
+        if tls is not None:
+            relative = {n: v for n, v in tls if isinstance(v, Path) and not v.is_absolute()}
+            if relative and self.tier != "dev":
+                name = next(iter(relative))
+                raise ValueError(
+                    f"server.tls.{name} = {str(relative[name])!r} is relative; "
+                    f"a {self.tier} environment needs absolute paths"
+                )
+            if relative:
+                tls = tls.model_copy(update={n: base / v for n, v in relative.items()})
+                object.__setattr__(self, "server", self.server.model_copy(update={"tls": tls}))
         return self
+
+    @model_validator(mode="after")
+    def _media_apart_from_static(self) -> Settings:
+        # Nginx serves the static root to anyone, and build-asset cleaning deletes there:
+        # no uploaded or quarantined file may ever live inside it, nor it inside them.
+        static = self.paths.static_root
+        for name in ("media_root", "temp_dir", "quarantine_dir"):
+            other = getattr(self.paths, name)
+            if other.is_relative_to(static) or static.is_relative_to(other):
+                raise ValueError(
+                    f"paths.{name} ({other}) and paths.static_root ({static}) overlap; "
+                    "uploads must never be under the static root"
+                )
+        quarantine, media = self.paths.quarantine_dir, self.paths.media_root
+        if quarantine.is_relative_to(media) or media.is_relative_to(quarantine):
+            raise ValueError(
+                f"paths.quarantine_dir ({quarantine}) and paths.media_root ({media}) overlap"
+            )
+        return self
+
+    @property
+    def longest_request_seconds(self) -> float:
+        """No request lives longer without touching its body file or its rows: the body
+        timeout (between two writes) plus the time the callback may take."""
+        uploads = self.uploads
+        return time_seconds(uploads.body_timeout) + time_seconds(uploads.callback_timeout)
 
     @property
     def max_body_bytes(self) -> int:
@@ -265,7 +362,7 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
             for error in exc.errors()
         )
         raise SettingsError(f"{path}: {problems}") from None
