@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callback_api import api, internal
+from callback_api import api, auth, internal
 from callback_api.callback import Lander
 from callback_api.catalog import open_catalog
 from callback_api.deps import Parts
@@ -28,8 +28,10 @@ OVERRIDES_ENV = "LANDING_OVERRIDES"
 logger = logging.getLogger("landing")
 
 
-def _error(status: int, detail: str, code: str) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code}, status_code=status)
+def _error(
+    status: int, detail: str, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -37,7 +39,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, LandingError)
         if exc.status >= 500:
             logger.error("%s %s: %s", request.method, request.url.path, exc.detail, exc_info=exc)
-        return _error(exc.status, exc.detail, exc.code)
+        # Some errors carry the headers a client needs (WWW-Authenticate, Retry-After).
+        return _error(exc.status, exc.detail, exc.code, getattr(exc, "headers", None))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -59,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Check the environment (one filesystem, a secret), open the catalog, wire the routes."""
     check_same_filesystem(settings.paths.temp_dir, settings.paths.media_root)
     secret = read_secret(settings)
+    verifier = auth.verifier_from(settings)  # a bad tokens file stops the start, here
     catalog = open_catalog(settings.paths.database, settings.uploads.durable)
     store = MediaStore(settings.paths.media_root, settings.uploads.durable)
     parts = Parts(
@@ -77,8 +81,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.parts = parts
+    app.state.auth = verifier
     _install_error_handlers(app)
-    app.include_router(api.router)
+    # With [auth] enabled every API call needs a token (and the schema says so).
+    guard = [Depends(auth.require_token)] if verifier else []
+    app.include_router(api.router, dependencies=guard)
     app.include_router(internal.router)
     return app
 

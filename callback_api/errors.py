@@ -60,3 +60,33 @@ class Unavailable(LandingError):
 
 class InsufficientStorage(LandingError):
     code, status = "ERR_INSUFFICIENT_STORAGE", 507
+
+
+class Unauthenticated(Unauthorized):
+    """401 with the challenge a client needs to try again (RFC 6750 ``WWW-Authenticate``)."""
+
+    def __init__(self, detail: str, challenge: str) -> None:
+        super().__init__(detail)
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class InProgress(Conflict):
+    """409: the first request with this Idempotency-Key has not finished; try again soon."""
+
+    code = "ERR_IN_PROGRESS"
+
+    def __init__(self, detail: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
+
+
+class KeyReused(Invalid):
+    """422: an Idempotency-Key sent again with a different request (another file or name)."""
+
+    code = "ERR_IDEMPOTENCY_KEY_REUSED"
+
+
+class QuotaExceeded(TooLarge):
+    """413: storing this upload would take its item over a configured quota."""
+
+    code = "ERR_QUOTA_EXCEEDED"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from callback_api.auth import require_token, verifier_of
 from callback_api.callback import Upload
 from callback_api.deps import ITEM_ID, PartsDep
 from callback_api.errors import Forbidden
@@ -35,6 +36,9 @@ router = APIRouter(
     "/landed/items/{item_id}",
     status_code=201,
     responses={400: {"model": ErrorBody}, 403: {"model": ErrorBody}, 415: {"model": ErrorBody}},
+    # Nginx asked /internal/auth before reading the body; asking again costs a hash and keeps
+    # uploads refused even under a config rendered without auth_request.
+    dependencies=[Depends(require_token)],
 )
 def land_media(
     parts: PartsDep,
@@ -66,3 +70,14 @@ def land_media(
     if landing.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body, status_code=201, headers=headers)
+
+
+@router.get("/auth", status_code=204, response_class=Response)
+def authorize_request(
+    request: Request, x_original_method: Annotated[str, Header()] = "GET"
+) -> Response:
+    """Nginx's auth_request, before it reads a body: may the original request go on?"""
+    verifier = verifier_of(request)
+    if verifier is not None:
+        verifier.authorize(request.headers.get("authorization"), x_original_method)
+    return Response(status_code=204)

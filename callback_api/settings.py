@@ -237,6 +237,25 @@ class Content(_Section):
     check_extension: bool = True
 
 
+class Auth(_Section):
+    """Bearer tokens, checked by Nginx (``auth_request``) before a body is stored, and by the app
+    on every API call. ``tokens_file`` holds SHA-256 digests of accepted tokens (docs/security.md).
+    """
+
+    enabled: bool = False
+    tokens_file: SafePath = Path("var/auth-tokens")
+    realm: SafeStr = "landing"  # the realm of WWW-Authenticate: Bearer
+    public_reads: bool = False  # GET of metadata and content without a token
+    timeout: NginxTime = "5s"  # how long Nginx waits for the app's decision
+
+
+class Quota(_Section):
+    """Optional per-item limits, checked when an upload is recorded; over quota is 413."""
+
+    max_files_per_item: int | None = Field(default=None, ge=1)
+    max_bytes_per_item: NginxSize | None = None
+
+
 class Settings(_Section):
     """An environment: the only input of the templates and of ``create_app``."""
 
@@ -251,6 +270,8 @@ class Settings(_Section):
     app: App = App()
     multipart: Multipart = Multipart()
     content: Content = Content()
+    auth: Auth = Auth()
+    quota: Quota = Quota()
     limits: Limits = Limits()
     cors: Cors = Cors()
     service: Service = Service()
@@ -261,7 +282,7 @@ class Settings(_Section):
         # the config and the app agree on every path.
         base = self.base_dir.resolve()
         object.__setattr__(self, "base_dir", base)
-        for section_name in ("nginx", "paths", "app", "service"):
+        for section_name in ("nginx", "paths", "app", "service", "auth"):
             section = getattr(self, section_name)
             if self.tier != "dev":
                 # A deployed config must not depend on where the project was checked out.
