@@ -71,7 +71,7 @@
       case 404: return say("Not found");
       case 408: return "The server timed out waiting for the file";
       case 409: return say("Conflict");
-      case 413: return "File too large (limit: " + (detail || "set by the server") + ")";
+      case 413: return "File too large (" + (detail || "over the server's limit") + ")";
       case 415: return say("File type not accepted");
       case 422: return say("Invalid request");
       case 429: return "Too many uploads right now";
@@ -160,7 +160,13 @@
 
     // Listeners on xhr.upload must exist before send(), or the browser sends no upload events.
     xhr.upload.onprogress = function (e) {
-      if (e.lengthComputable && e.total > 0) setProgress(task, Math.floor((e.loaded / e.total) * 100));
+      if (!e.lengthComputable || e.total <= 0) return;
+      setProgress(task, Math.floor((e.loaded / e.total) * 100));
+      // What the browser says it sent: shown on hover, and lets a test tell real progress
+      // events from the 100 % set on the answer.
+      var p = task.row.querySelector("progress");
+      p.dataset.sent = String(e.loaded);
+      p.title = e.loaded + " of " + e.total + " bytes sent";
     };
     xhr.onload = function () { settle(task, xhr.status, xhr.responseText, xhr); };
     xhr.onerror = function () { settle(task, 0, "", xhr); };
@@ -170,6 +176,7 @@
     };
 
     setProgress(task, 0);
+    delete task.row.querySelector("progress").dataset.sent;
     setState(task, "uploading", task.attempt > 1
       ? "uploading (try " + task.attempt + " of " + CONFIG.maxAttempts + ")"
       : "uploading");
@@ -195,7 +202,8 @@
         return;
       }
       var wait = hinted !== null ? Math.max(hinted, 250) : backoffMs(task.attempt);
-      setState(task, "retrying", message + " — retrying in " + Math.ceil(wait / 1000) + " s");
+      setState(task, "retrying",
+        message + " — retrying in " + Math.max(1, Math.round(wait / 1000)) + " s");
       task.timer = setTimeout(function () {
         task.timer = null;
         if (!task.cancelled) send(task);
