@@ -45,11 +45,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 MIB = 1024 * 1024
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium"
-)
-
-
 @dataclass
 class Tab:
     """A page plus what it did: the uploads it sent, the answers it got, its script errors."""
@@ -62,7 +57,10 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Never `playwright install`: the browser is the distribution's.
+    # Never `playwright install`: the browser is the distribution's. A missing browser is a
+    # failure, not a skip: the page would otherwise go untested without anyone noticing.
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does it)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
