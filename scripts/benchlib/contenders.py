@@ -38,7 +38,7 @@ class Outcome:
     stored: Path | None = None
 
 
-def _ready_http(port: int) -> bool:
+def ready_http(port: int) -> bool:
     connection = Connection(port, timeout=1.0)
     try:
         connection.get("/_ready")
@@ -58,6 +58,10 @@ def empty_dir(directory: Path) -> None:
             os.unlink(entry.path)
 
 
+SIZES, SMALL, SERIES, CONCURRENT = "sizes", "small", "series", "concurrent"
+EVERY = frozenset({SIZES, SMALL, SERIES, CONCURRENT})
+
+
 class Contender(ABC):
     key: str
     label: str
@@ -65,6 +69,7 @@ class Contender(ABC):
     has_python = True
     has_nginx = False
     over_http = True
+    experiments: frozenset[str] = EVERY
 
     def __init__(self, root: Path) -> None:
         self.root = root / self.key
@@ -105,6 +110,7 @@ class DiskWrite(Contender):
     how = "`dd bs=1M` of the payload into the same filesystem (page cache, no fsync)"
     has_python = False
     over_http = False
+    experiments = frozenset({SIZES})
 
     def start(self, stack: ExitStack) -> None:
         self.media.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,7 @@ class NginxAlone(Contender):
     how = "same body settings, callback replaced by a body-less proxy to `return 204`"
     has_python = False
     has_nginx = True
+    experiments = EVERY - {SERIES}
 
     def __init__(self, root: Path, nginx: str, settings: FloorSettings) -> None:
         super().__init__(root)
@@ -142,7 +149,7 @@ class NginxAlone(Contender):
         self.media = self.root / "files"
         process = start_floor(self.nginx, self.root, conf)
         stack.callback(stop, process, signal.SIGQUIT)  # graceful, by pid
-        wait_ready(process, lambda: _ready_http(self.port), "Nginx alone")
+        wait_ready(process, lambda: ready_http(self.port), "Nginx alone")
         self.watched = Watched(nginx=(process.pid, *children_of(process.pid)))
 
     @property
@@ -185,7 +192,7 @@ class _Uvicorn(Contender):
                 stdin=subprocess.DEVNULL,
             )
         stack.callback(stop, process)
-        wait_ready(process, lambda: _ready_http(self.port), f"uvicorn ({self.key})")
+        wait_ready(process, lambda: ready_http(self.port), f"uvicorn ({self.key})")
         self.watched = Watched(python=process.pid)
 
 

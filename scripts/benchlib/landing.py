@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchlib.contenders import Contender, _ready_http
+from benchlib.contenders import CONCURRENT, EVERY, SERIES, SMALL, Contender, ready_http
 from benchlib.floor import FloorSettings
 from benchlib.http import Request, Response, raw_request
 from benchlib.procs import Watched, children_of, free_port, wait_ready
@@ -40,7 +40,7 @@ def floor_settings(env_file: Path = DEV_ENV) -> tuple[FloorSettings, str | None]
     )
 
 
-def overrides(root: Path, port: int, durable: bool) -> dict[str, Any]:
+def overrides(root: Path, port: int, durable: bool, workers: int = 1) -> dict[str, Any]:
     """Everything the run owns lives under ``root``: one filesystem, nothing under var/."""
     return {
         "server": {"listen": [{"address": "127.0.0.1", "port": port}]},
@@ -50,22 +50,44 @@ def overrides(root: Path, port: int, durable: bool) -> dict[str, Any]:
             "media_root": str(root / "media"),
             "database": str(root / "landing.sqlite3"),
         },
-        "app": {"socket": str(root / "run" / "app.sock"), "secret_file": str(root / "secret")},
+        "app": {
+            "socket": str(root / "run" / "app.sock"),
+            "secret_file": str(root / "secret"),
+            "workers": workers,
+        },
         "uploads": {"durable": durable},
+        # All benchmark traffic comes from 127.0.0.1, so the per-address limits (dev: 1000 r/s,
+        # exactly the small-upload aim) would measure the limiter, not the stack.
+        "limits": {
+            "upload_rate": "1000000r/s",
+            "upload_burst": 1000000,
+            "upload_connections": 1024,
+        },
     }
 
 
 class Landing(Contender):
     has_nginx = True
 
-    def __init__(self, root: Path, durable: bool, env_file: Path = DEV_ENV) -> None:
+    def __init__(
+        self, root: Path, durable: bool, workers: int = 1, env_file: Path = DEV_ENV
+    ) -> None:
         self.key = "landing-durable" if durable else "landing"
         self.label = "landing, durable" if durable else "landing"
         self.how = "Nginx body file + callback + link + SQLite row" + (
             ", fsync of file, dir and WAL" if durable else ", no fsync"
         )
+        # The memory series is about the design, not about fsync; once is enough.
+        self.experiments = EVERY - {SERIES} if durable else EVERY
+        if workers > 1:
+            # staging runs 2 app workers, prod 4: what one more process buys on two cores.
+            self.key += f"-{workers}w"
+            self.label += f", {workers} app workers"
+            self.how += f"; {workers} uvicorn workers (CPU of all, RSS of one)"
+            self.experiments = frozenset({SMALL, CONCURRENT})
         super().__init__(root)
         self.durable = durable
+        self.workers = workers
         self.env_file = env_file
         self.settings_json = ""
 
@@ -75,14 +97,25 @@ class Landing(Contender):
         self.port = free_port()
         self.root.mkdir(parents=True, exist_ok=True)
         running = stack.enter_context(
-            running_stack(self.env_file, overrides(self.root, self.port, self.durable))
+            running_stack(
+                self.env_file, overrides(self.root, self.port, self.durable, self.workers)
+            )
         )
         assert running.app is not None and running.nginx is not None
         self.media = running.settings.paths.media_root
         self.settings_json = running.settings.model_dump_json()
         nginx = running.nginx
-        wait_ready(nginx, lambda: _ready_http(self.port), f"{self.key} (Nginx)")
-        self.watched = Watched(python=running.app.pid, nginx=(nginx.pid, *children_of(nginx.pid)))
+        wait_ready(nginx, lambda: ready_http(self.port), f"{self.key} (Nginx)")
+        app = running.app
+        python, others = app.pid, []
+        if self.workers > 1:
+            # uvicorn's supervisor binds the socket, then spawns the workers.
+            wait_ready(app, lambda: len(children_of(app.pid)) >= self.workers, "app workers")
+            python, *others = children_of(app.pid)
+            others.append(app.pid)
+        self.watched = Watched(
+            python=python, python_others=others, nginx=(nginx.pid, *children_of(nginx.pid))
+        )
 
     @property
     def request(self) -> Request:

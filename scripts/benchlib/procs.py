@@ -149,9 +149,10 @@ def stop(
 class Watched:
     """The processes whose CPU and memory a contender is charged with."""
 
-    python: int | None = None
+    python: int | None = None  # the Python process whose memory is reported
+    python_others: Sequence[int] = ()  # charged for CPU too: a supervisor, more workers
     nginx: Sequence[int] = ()
 
     def cpu(self) -> tuple[float, float]:
         py = cpu_seconds(self.python) if self.python else 0.0
-        return py, total_cpu(self.nginx)
+        return py + total_cpu(self.python_others), total_cpu(self.nginx)

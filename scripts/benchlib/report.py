@@ -31,6 +31,10 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value * 1000:,.2f}"
 
 
+def _loads(values: Sequence[float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -67,6 +71,7 @@ def _sizes_section(summary: Mapping[str, Any], labels: Mapping[str, str]) -> lis
         ("x_landing", _num(2, "x")),
         ("python_cpu_s_per_gib", _num(2)),
         ("python_cpu_ms_per_upload", _num(2)),
+        ("python_net_ms_per_upload", _num(2)),
         ("nginx_cpu_s_per_gib", _num(2)),
         ("client_cpu_s_per_gib", _num(2)),
         ("peak_rss", _mib),
@@ -80,6 +85,7 @@ def _sizes_section(summary: Mapping[str, Any], labels: Mapping[str, str]) -> lis
         "x landing",
         "Python CPU s/GiB",
         "Python CPU ms/upload",
+        "same, net of idle",
         "Nginx CPU s/GiB",
         "client CPU s/GiB",
         "peak Python RSS MiB",
@@ -101,6 +107,7 @@ def _load_columns(rate: str) -> tuple[list[str], list[tuple[str, Fmt]]]:
         "p95 ms",
         "p99 ms",
         "Python CPU ms/req",
+        "same, net of idle",
         "Nginx CPU ms/req",
         "client CPU ms/req",
         "failed",
@@ -112,6 +119,7 @@ def _load_columns(rate: str) -> tuple[list[str], list[tuple[str, Fmt]]]:
         ("p95", _ms),
         ("p99", _ms),
         ("python_cpu_ms", _num(3)),
+        ("python_net_ms", _num(3)),
         ("nginx_cpu_ms", _num(3)),
         ("client_cpu_ms", _num(3)),
         ("failed", _num(0)),
@@ -164,6 +172,10 @@ def render(
         f"- {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
         f"{machine['os']}, kernel {machine['kernel']}",
         f"- everything on one filesystem: {machine['filesystem']}",
+        f"- background: load average {_loads(meta['background']['loadavg_start'])} at the start, "
+        f"{_loads(meta['background']['loadavg_end'])} at the end; both cores were "
+        f"{meta['background']['cpu_busy_share'] * 100:.0f}% busy over the run (this run "
+        "included; the machine is shared)",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
         "",
         "## Method",
@@ -241,7 +253,14 @@ def render(
             "",
         ]
         lines += _table(
-            ["contender", "RSS before MiB", "growth MiB", "max growth MiB", "Python CPU ms/upload"],
+            [
+                "contender",
+                "RSS before MiB",
+                "growth MiB",
+                "max growth MiB",
+                "Python CPU ms/upload",
+                "same, net of idle",
+            ],
             _rows(
                 series["contenders"],
                 labels,
@@ -250,6 +269,7 @@ def render(
                     ("growth_mib", _num(2)),
                     ("max_growth_mib", _num(2)),
                     ("python_cpu_ms_per_upload", _num(2)),
+                    ("python_net_ms_per_upload", _num(2)),
                 ],
             ),
         )

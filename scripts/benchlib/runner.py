@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchlib import load
-from benchlib.contenders import Contender, Outcome, empty_dir
+from benchlib.contenders import (
+    CONCURRENT,
+    SERIES,
+    SIZES,
+    SMALL,
+    Contender,
+    Outcome,
+    empty_dir,
+)
 from benchlib.http import Connection
 from benchlib.plan import Plan, SizeStep
 from benchlib.procs import Watched, peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -47,10 +55,8 @@ class Bench:
     progress: Progress
     contenders: list[Contender] = field(default_factory=list)
 
-    def by(self, *, http: bool = False, python: bool = False) -> list[Contender]:
-        return [
-            c for c in self.contenders if (not http or c.over_http) and (not python or c.has_python)
-        ]
+    def taking(self, experiment: str) -> list[Contender]:
+        return [c for c in self.contenders if experiment in c.experiments]
 
 
 class _Meter:
@@ -60,17 +66,32 @@ class _Meter:
         self.watched = watched
         self.peak_reset = watched.python is not None and reset_peak_rss(watched.python)
         self.py0, self.ng0 = watched.cpu()
-        self.py = self.ng = 0.0
+        self.started = time.perf_counter()
 
     def stop(self) -> dict[str, Any]:
         py1, ng1 = self.watched.cpu()
-        self.py, self.ng = py1 - self.py0, ng1 - self.ng0
         pid = self.watched.python
         return {
-            "python_cpu": self.py,
-            "nginx_cpu": self.ng,
+            "python_cpu": py1 - self.py0,
+            "nginx_cpu": ng1 - self.ng0,
+            "elapsed": time.perf_counter() - self.started,
             "peak_rss": peak_rss_bytes(pid) if pid and self.peak_reset else None,
         }
+
+
+def idle_cpu(contenders: Sequence[Contender], seconds: float) -> dict[str, dict[str, float]]:
+    """CPU per second of each contender's processes with nothing to do (uvicorn wakes every
+    0.1 s), so that per-upload figures can be given net of it."""
+    before = {c.key: c.watched.cpu() for c in contenders}
+    time.sleep(seconds)
+    after = {c.key: c.watched.cpu() for c in contenders}
+    return {
+        key: {
+            "python": (after[key][0] - before[key][0]) / seconds,
+            "nginx": (after[key][1] - before[key][1]) / seconds,
+        }
+        for key in before
+    }
 
 
 def upload_block(bench: Bench, contender: Contender, step: SizeStep) -> dict[str, Any]:
@@ -99,7 +120,7 @@ def run_sizes(bench: Bench) -> list[dict[str, Any]]:
     for round_index in range(bench.plan.rounds):
         for step, size_rounds in zip(bench.plan.sizes, rounds, strict=True):
             blocks: dict[str, Any] = {}
-            for contender in rotated(bench.contenders, round_index):
+            for contender in rotated(bench.taking(SIZES), round_index):
                 block = upload_block(bench, contender, step)
                 blocks[contender.key] = block
                 mean = sum(block["seconds"]) / len(block["seconds"])
@@ -121,7 +142,7 @@ def run_small(bench: Bench) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for round_index in range(plan.small_rounds):
         blocks: dict[str, Any] = {}
-        for contender in rotated(bench.by(http=True), round_index):
+        for contender in rotated(bench.taking(SMALL), round_index):
             load.small_uploads(contender.port, contender.request, body, plan.small_clients, 0.5)
             meter = _Meter(contender.watched)
             result = load.small_uploads(
@@ -155,7 +176,7 @@ def run_series(bench: Bench) -> dict[str, Any]:
     plan = bench.plan
     payload = bench.payloads[plan.series_size]
     series: dict[str, Any] = {}
-    for contender in [c for c in bench.by(python=True) if c.key != "landing-durable"]:
+    for contender in bench.taking(SERIES):
         pid = contender.watched.python
         assert pid is not None
         _forget(contender.upload(payload, plan.series_size))
@@ -220,7 +241,7 @@ def run_concurrent(bench: Bench) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for round_index in range(plan.concurrent_rounds):
         blocks: dict[str, Any] = {}
-        for contender in rotated(bench.by(http=True), round_index):
+        for contender in rotated(bench.taking(CONCURRENT), round_index):
             blocks[contender.key] = block = concurrent_block(bench, contender)
             bench.progress.step(
                 f"{plan.concurrent_uploads} x {size_label(plan.concurrent_size)} at once "

@@ -59,7 +59,15 @@ def _keys(rounds: Sequence[Block]) -> list[str]:
     return list(seen)
 
 
-def summarize_size(result: Block, kinds: Mapping[str, Block]) -> dict[str, Any]:
+def _idle_python(rounds: Sequence[Block], key: str, idle: Mapping[str, Block]) -> float:
+    """Python CPU the blocks would have used doing nothing (uvicorn's periodic wake-ups)."""
+    rate = float(idle.get(key, {}).get("python", 0.0))
+    return rate * _sum(rounds, key, "elapsed")
+
+
+def summarize_size(
+    result: Block, kinds: Mapping[str, Block], idle: Mapping[str, Block]
+) -> dict[str, Any]:
     """One size: time, MB/s, ratios, CPU per GiB and per upload, peak RSS."""
     size, rounds = result["size"], result["rounds"]
     rows: dict[str, Any] = {}
@@ -67,6 +75,7 @@ def summarize_size(result: Block, kinds: Mapping[str, Block]) -> dict[str, Any]:
         uploads = sum(len(blocks[key]["seconds"]) for blocks in rounds if key in blocks)
         gib = size * uploads / GiB
         python_cpu = _sum(rounds, key, "python_cpu")
+        python_net = python_cpu - _idle_python(rounds, key, idle)
         nginx_cpu = _sum(rounds, key, "nginx_cpu")
         process_cpu = _sum(rounds, key, "process_cpu")
         seconds = median(_per_round(rounds, key, _mean_seconds))
@@ -81,6 +90,7 @@ def summarize_size(result: Block, kinds: Mapping[str, Block]) -> dict[str, Any]:
             "x_landing": _ratios(rounds, key, LANDING, _mean_seconds),
             "python_cpu_s_per_gib": python_cpu / gib if has_python else None,
             "python_cpu_ms_per_upload": python_cpu / uploads * 1000 if has_python else None,
+            "python_net_ms_per_upload": python_net / uploads * 1000 if has_python else None,
             "nginx_cpu_s_per_gib": nginx_cpu / gib if has_nginx else None,
             "server_cpu_s_per_gib": (python_cpu + nginx_cpu + process_cpu) / gib,
             "client_cpu_s_per_gib": _sum(rounds, key, "client_cpu") / gib,
@@ -97,7 +107,9 @@ def _latency(quantile: str) -> Callable[[Block], float]:
     return lambda block: float(block["latencies"][quantile] or 0.0)
 
 
-def summarize_load(result: Block, kinds: Mapping[str, Block], versus: str) -> dict[str, Any]:
+def summarize_load(
+    result: Block, kinds: Mapping[str, Block], versus: str, idle: Mapping[str, Block]
+) -> dict[str, Any]:
     """Many requests: rate, latency percentiles, CPU per request, errors."""
     rounds = result["rounds"]
     rows: dict[str, Any] = {}
@@ -119,6 +131,11 @@ def summarize_load(result: Block, kinds: Mapping[str, Block], versus: str) -> di
             "x_versus": _ratios(rounds, key, versus, _rate),
             **{q: median(_per_round(rounds, key, _latency(q))) for q in ("p50", "p95", "p99")},
             "python_cpu_ms": _sum(rounds, key, "python_cpu") / done * 1000
+            if has_python and done
+            else None,
+            "python_net_ms": (_sum(rounds, key, "python_cpu") - _idle_python(rounds, key, idle))
+            / done
+            * 1000
             if has_python and done
             else None,
             "nginx_cpu_ms": _sum(rounds, key, "nginx_cpu") / done * 1000
@@ -159,26 +176,31 @@ def summarize_concurrent(result: Block, kinds: Mapping[str, Block]) -> dict[str,
     return {"contenders": rows}
 
 
-def summarize_series(result: Block) -> dict[str, Any]:
+def summarize_series(result: Block, idle: Mapping[str, Block]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for key, data in result["contenders"].items():
         rss: list[int] = data["rss"]
         baseline: int = data["baseline"]
+        idle_cpu = float(idle.get(key, {}).get("python", 0.0)) * data["elapsed"]
         rows[key] = {
             "baseline_mib": baseline / MiB,
             "growth_mib": (rss[-1] - baseline) / MiB if rss else None,
             "max_growth_mib": (max(rss) - baseline) / MiB if rss else None,
             "python_cpu_ms_per_upload": data["python_cpu"] / len(rss) * 1000 if rss else None,
+            "python_net_ms_per_upload": (data["python_cpu"] - idle_cpu) / len(rss) * 1000
+            if rss
+            else None,
         }
     return {"uploads": result["uploads"], "size": result["size"], "contenders": rows}
 
 
 def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
     kinds = {c["key"]: c for c in raw["contenders"]}
+    idle = raw["meta"].get("idle_cpu_per_s") or {}
     return {
-        "sizes": [summarize_size(r, kinds) for r in raw["sizes"]],
-        "small": summarize_load(raw["small"], kinds, FLOOR) if raw.get("small") else None,
-        "series": summarize_series(raw["series"]) if raw.get("series") else None,
+        "sizes": [summarize_size(r, kinds, idle) for r in raw["sizes"]],
+        "small": summarize_load(raw["small"], kinds, FLOOR, idle) if raw.get("small") else None,
+        "series": summarize_series(raw["series"], idle) if raw.get("series") else None,
         "concurrent": summarize_concurrent(raw["concurrent"], kinds)
         if raw.get("concurrent")
         else None,
@@ -186,7 +208,7 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "size": d["size"],
                 "label": size_label(d["size"]),
-                **summarize_load(d, kinds, "fileresponse"),
+                **summarize_load(d, kinds, "fileresponse", idle),
             }
             for d in (raw.get("downloads") or {}).get("sizes", [])
         ],

@@ -20,6 +20,10 @@ from typing import Any
 
 from benchlib import machine, plots, report, runner, stats, targets
 from benchlib.contenders import (
+    CONCURRENT,
+    SERIES,
+    SIZES,
+    SMALL,
     Contender,
     DiskWrite,
     FileResponseApp,
@@ -28,6 +32,7 @@ from benchlib.contenders import (
     UploadFileChunks,
     UploadFileCopy,
 )
+from benchlib.floor import FloorSettings
 from benchlib.http import fill_payload
 from benchlib.landing import Landing, floor_settings
 from benchlib.plan import Plan
@@ -35,7 +40,19 @@ from benchlib.progress import Progress
 from benchlib.reserve import Reserve
 from benchlib.units import MiB, size_label
 
-ORDER = ("disk", "nginx", "landing", "landing-durable", "uploadfile", "chunks", "stream")
+ORDER = (
+    "disk",
+    "nginx",
+    "landing",
+    "landing-durable",
+    "landing-2w",
+    "uploadfile",
+    "chunks",
+    "stream",
+)
+
+
+IDLE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +67,13 @@ class Options:
     keep_tmp: bool = False
 
 
-def _steps(plan: Plan, uploaders: int, http: int, python: int, downloads: int) -> int:
+def _steps(bench: runner.Bench, downloads: int) -> int:
+    plan = bench.plan
     return (
-        plan.rounds * len(plan.sizes) * uploaders
-        + plan.small_rounds * http
-        + python * -(-plan.series_uploads // runner.SERIES_STEP)
-        + plan.concurrent_rounds * http
+        plan.rounds * len(plan.sizes) * len(bench.taking(SIZES))
+        + plan.small_rounds * len(bench.taking(SMALL))
+        + len(bench.taking(SERIES)) * -(-plan.series_uploads // runner.SERIES_STEP)
+        + plan.concurrent_rounds * len(bench.taking(CONCURRENT))
         + len(plan.download_sizes) * plan.download_rounds * downloads
     )
 
@@ -85,6 +103,9 @@ def _method(options: Options, floor_buffer: str) -> list[str]:
         "per upload. Its CPU is the sending thread's CPU, reported apart. Small uploads use "
         "32 uvloop tasks on keep-alive connections; downloads 8 threads on keep-alive "
         "connections reading into a reused buffer.",
+        "Idle CPU: each contender's processes are first left idle for "
+        f"{IDLE_SECONDS:.0f} s; uvicorn wakes every 0.1 s even with nothing to do, so Python "
+        "CPU per upload is also given net of that idle rate times the block's duration.",
         "CPU: the kernel's per-process CPU clock (all threads, exited ones included, in ns) "
         "of the uvicorn process and of the Nginx master and workers, read before and after "
         "each block. Peak RSS: `VmHWM`, reset through `/proc/<pid>/clear_refs` before each "
@@ -117,11 +138,12 @@ def _run(
     root: Path,
     stack: ExitStack,
     started: float,
-    floor: Any,
+    floor: FloorSettings,
     floor_problem: str | None,
 ) -> dict[str, Any]:
     plan = options.plan
     probe = Progress(1)
+    load_before, jiffies_before = machine.load_average(), machine.cpu_jiffies()
     if floor_problem:
         probe.say(f"landing settings unreadable, floor uses defaults: {floor_problem}")
     payload_dir = root / "payloads"
@@ -147,6 +169,7 @@ def _run(
         NginxAlone(root, options.nginx, floor),
         Landing(root, durable=False),
         Landing(root, durable=True),
+        Landing(root, durable=False, workers=2),
         UploadFileCopy(root),
         UploadFileChunks(root),
         RawStream(root),
@@ -175,15 +198,9 @@ def _run(
     download_count = sum(
         1 for c in (by_key.get("nginx"), by_key.get("landing"), fileresponse) if c is not None
     )
-    bench.progress = Progress(
-        _steps(
-            plan,
-            len(contenders),
-            len(bench.by(http=True)),
-            len([c for c in bench.by(python=True) if c.key != "landing-durable"]),
-            download_count,
-        )
-    )
+    probe.say(f"measuring idle CPU for {IDLE_SECONDS:.0f} s")
+    idle = runner.idle_cpu([*contenders, *([fileresponse] if fileresponse else [])], IDLE_SECONDS)
+    bench.progress = Progress(_steps(bench, download_count))
     sizes = runner.run_sizes(bench)
     small = runner.run_small(bench)
     series = runner.run_series(bench)
@@ -213,6 +230,8 @@ def _run(
                 (c.settings_summary() for c in contenders if isinstance(c, Landing)), None
             ),
             "floor_settings": vars(floor),
+            "idle_cpu_per_s": idle,
+            "background": _background(load_before, jiffies_before),
             "elapsed_s": time.monotonic() - started,
         },
         "contenders": [
@@ -233,6 +252,17 @@ def _run(
     }
     _write(options.out, raw, bench.progress)
     return raw
+
+
+def _background(load_before: list[float], jiffies_before: tuple[int, int]) -> dict[str, Any]:
+    """How busy the (shared) machine was: load averages, and the share of both cores in use
+    over the whole run, ours included."""
+    busy, total = machine.cpu_jiffies()
+    return {
+        "loadavg_start": load_before,
+        "loadavg_end": machine.load_average(),
+        "cpu_busy_share": (busy - jiffies_before[0]) / max(1, total - jiffies_before[1]),
+    }
 
 
 def _write(out: Path, raw: dict[str, Any], progress: Progress) -> None:

@@ -63,20 +63,26 @@ def evaluate(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "{:.2f}x",
             )
         )
+    # Net of the CPU uvicorn spends idle (a wake-up every 0.1 s), which is not per upload.
     per_upload = [
-        s["contenders"][LANDING]["python_cpu_ms_per_upload"]
+        (s["label"], s["contenders"][LANDING]["python_net_ms_per_upload"])
         for s in sizes
         if LANDING in s["contenders"]
     ]
-    series_cpu = _get(summary, "series", "contenders", LANDING, "python_cpu_ms_per_upload")
-    small_cpu = _get(summary, "small", "contenders", LANDING, "python_cpu_ms")
-    worst = max([*per_upload, *(v for v in (series_cpu, small_cpu) if v is not None)], default=None)
+    for label, section, field in (
+        (f"{_get(summary, 'series', 'uploads')} x series", "series", "python_net_ms_per_upload"),
+        ("small uploads", "small", "python_net_ms"),
+    ):
+        value = _get(summary, section, "contenders", LANDING, field)
+        if value is not None:
+            per_upload.append((label, value))
+    worst = max(per_upload, key=lambda pair: pair[1], default=None)
     targets.append(
         _check(
-            "landing Python CPU <= 2 ms per upload, every size",
-            worst,
+            "landing Python CPU <= 2 ms per upload, every size (net of idle ticks)",
+            None if worst is None else worst[1],
             lambda v: v <= 2.0,
-            "{:.2f} ms (worst case)",
+            "{:.2f} ms, worst case (" + (worst[0] if worst else "") + ")",
         )
     )
     series = summary.get("series") or {}
