@@ -31,6 +31,7 @@ _TIME = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
 _RATE = re.compile(r"^[1-9]\d*r/[sm]$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_MAX_OFF_T = 2**63 - 1  # Nginx parses sizes into an off_t
 _TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -55,6 +56,8 @@ def _nginx_safe_path(value: Path) -> Path:
 def _nginx_size(value: str) -> str:
     if not _SIZE.match(value):
         raise ValueError(f"{value!r} is not an Nginx size (a number with an optional k, m or g)")
+    if size_bytes(value) > _MAX_OFF_T:
+        raise ValueError(f"{value!r} is more than Nginx can hold (2^63 - 1 bytes)")
     return value
 
 
