@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from callback_api.catalog import Catalog, MediaRecord, now
 from callback_api.content_policy import ContentPolicy, decide
-from callback_api.errors import BadRequest, Conflict, EmptyUpload
+from callback_api.errors import BadRequest, EmptyUpload
 from callback_api.failpoints import Failpoints
 from callback_api.filenames import sanitize_filename
+from callback_api.idempotency import IdempotencyKeys, checked_key, fingerprint
 from callback_api.landed import LandedFile, open_landed
 from callback_api.multipart import (
     FilePart,
@@ -27,7 +28,7 @@ from callback_api.multipart import (
     copy_part,
     parse_multipart,
 )
-from callback_api.settings import Settings
+from callback_api.settings import Settings, time_seconds
 from callback_api.sniff import HEAD_SIZE as HEAD_BYTES
 from callback_api.store import MediaStore, new_media_id
 
@@ -88,6 +89,11 @@ class Lander:
             active_content=content.active_content,
             check_extension=content.check_extension,
         )
+        self._keys = IdempotencyKeys(
+            catalog,
+            ttl_seconds=time_seconds(settings.uploads.idempotency_ttl),
+            stale_seconds=2 * settings.longest_request_seconds,
+        )
         limits = settings.multipart
         self._limits = MultipartLimits(
             max_parts=limits.max_parts,
@@ -97,40 +103,33 @@ class Lander:
         )
 
     def land(self, upload: Upload) -> Landing:
-        key = (upload.item_id, upload.idempotency_key) if upload.idempotency_key else None
+        idempotency_key = checked_key(upload.idempotency_key)
+        key = (upload.item_id, idempotency_key) if idempotency_key is not None else None
         multipart = _is_multipart(upload.content_type)
-        if key:
-            claim = self._catalog.claim_key(*key)
-            if not claim.owned:
-                if claim.media_ids is None:
-                    raise Conflict(
-                        f"an upload with Idempotency-Key {upload.idempotency_key!r} "
-                        "is still in progress"
-                    )
-                records = [r for i in claim.media_ids if (r := self._catalog.get(i)) is not None]
-                if not records:
-                    raise Conflict(
-                        f"the upload with Idempotency-Key {upload.idempotency_key!r} "
-                        "was stored and has since been deleted"
-                    )
-                return Landing(records, replayed=True, multipart=multipart)
-        try:
-            with open_landed(
-                upload.upload_path,
-                upload.upload_length,
-                self._settings.paths.temp_dir,
-                self._settings.uploads.temp_levels,
-                allow_empty=self._settings.uploads.allow_empty or multipart,
-            ) as landed:
-                self._failpoints.reach("validated")
+        with open_landed(
+            upload.upload_path,
+            upload.upload_length,
+            self._settings.paths.temp_dir,
+            self._settings.uploads.temp_levels,
+            allow_empty=self._settings.uploads.allow_empty or multipart,
+        ) as landed:
+            self._failpoints.reach("validated")
+            if key:
+                # Claimed once the body is known to be good, and with its size, so that a
+                # retry of another upload under the same key is told apart (422).
+                print_ = fingerprint(multipart, landed.size, upload.filename)
+                first = self._keys.claim(*key, print_)
+                if first is not None:
+                    return Landing(first, replayed=True, multipart=multipart)
+            try:
                 if multipart:
                     records = self._land_form(upload, landed, key)
                 else:
                     records = self._land_raw(upload, landed, key)
-        except BaseException:
-            if key:
-                self._catalog.discard([], key)
-            raise
+            except BaseException:
+                if key:
+                    self._catalog.discard([], key)  # a failed first try leaves the key free
+                raise
         return Landing(records, replayed=False, multipart=multipart)
 
     def _record(

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -42,10 +42,17 @@ class Claim:
 
     owned: bool
     media_ids: list[str] | None  # the first request's result, once it has finished
+    fingerprint: str = ""  # what the first request was (kind, size, name); "" if unknown
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def ago(seconds: float) -> str:
+    """``now()`` of that many seconds ago: timestamps compare as strings."""
+    moment = datetime.now(UTC) - timedelta(seconds=seconds)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Catalog(Protocol):
@@ -57,7 +64,9 @@ class Catalog(Protocol):
         self, item_id: str, limit: int, cursor: str | None
     ) -> tuple[list[MediaRecord], str | None]: ...
     def delete(self, media_id: str) -> MediaRecord | None: ...
-    def claim_key(self, item_id: str, key: str) -> Claim: ...
+    def claim_key(
+        self, item_id: str, key: str, fingerprint: str, expired_before: str, stale_before: str
+    ) -> Claim: ...
     def all_records(self) -> Iterator[MediaRecord]: ...
     def close(self) -> None: ...
 
@@ -81,9 +90,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT NOT NULL,
     media_ids TEXT,
     created_at TEXT NOT NULL,
+    fingerprint TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (item_id, key)
 );
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);
 """
+_FINGERPRINT_COLUMN = "fingerprint TEXT NOT NULL DEFAULT ''"
 _COLUMNS = (
     "id, item_id, filename, content_type, size, sha256, created_at, state, disposition, fields"
 )
@@ -130,7 +142,17 @@ class SqliteCatalog:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        # Catalogs made before claims kept a fingerprint get the column first (the index in
+        # the schema script needs nothing new).
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(idempotency)")}
+        if columns and "fingerprint" not in columns:
+            try:
+                conn.execute(f"ALTER TABLE idempotency ADD COLUMN {_FINGERPRINT_COLUMN}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another worker added it first
+                    raise
+        conn.executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -233,20 +255,33 @@ class SqliteCatalog:
         self._write([("DELETE FROM media WHERE id = ?", (media_id,))])
         return record
 
-    def claim_key(self, item_id: str, key: str) -> Claim:
+    def claim_key(
+        self, item_id: str, key: str, fingerprint: str, expired_before: str, stale_before: str
+    ) -> Claim:
+        """Take the key, or learn who has it. In one write transaction, so that of many
+        concurrent requests with one key exactly one owns it. Answers older than
+        ``expired_before`` are forgotten, and claims older than ``stale_before`` that never
+        finished (their request crashed) are given up, for every key at once (indexed)."""
         conn = self._conn()
         with _transaction(conn):
+            conn.execute(
+                "DELETE FROM idempotency WHERE (created_at < ? AND media_ids IS NOT NULL)"
+                " OR (created_at < ? AND media_ids IS NULL)",
+                (expired_before, stale_before),
+            )
             row = conn.execute(
-                "SELECT media_ids FROM idempotency WHERE item_id = ? AND key = ?", (item_id, key)
+                "SELECT media_ids, fingerprint FROM idempotency WHERE item_id = ? AND key = ?",
+                (item_id, key),
             ).fetchone()
             if row is None:
                 conn.execute(
-                    "INSERT INTO idempotency (item_id, key, created_at) VALUES (?, ?, ?)",
-                    (item_id, key, now()),
+                    "INSERT INTO idempotency (item_id, key, created_at, fingerprint)"
+                    " VALUES (?, ?, ?, ?)",
+                    (item_id, key, now(), fingerprint),
                 )
         if row is None:
-            return Claim(owned=True, media_ids=None)
-        return Claim(owned=False, media_ids=json.loads(row[0]) if row[0] else None)
+            return Claim(owned=True, media_ids=None, fingerprint=fingerprint)
+        return Claim(False, json.loads(row[0]) if row[0] else None, row[1])
 
     def all_records(self) -> Iterator[MediaRecord]:
         conn = sqlite3.connect(self.path)

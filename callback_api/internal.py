@@ -47,7 +47,7 @@ def land_media(
     x_upload_path: Annotated[str | None, Header()] = None,
     x_upload_length: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,  # checked by the Lander (400)
 ) -> Response:
     """Nginx has written a request body to disk: check it, store it, record it."""
     landing = parts.lander.land(

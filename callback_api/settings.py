@@ -180,6 +180,8 @@ class Uploads(_Section):
     durable: bool = True
     hash_sha256: bool = False
     allow_empty: bool = False
+    # How long a retry with the same Idempotency-Key gets the first answer back.
+    idempotency_ttl: NginxTime = "24h"
 
     @field_validator("temp_levels")
     @classmethod
