@@ -76,7 +76,11 @@ def _logged(stack: LiveStack, name: str) -> dict[str, Any] | None:
     return entries[-1] if entries else None
 
 
-def _assert_refused_by_nginx(stack: LiveStack, name: str, status: int) -> None:
+def _assert_refused_by_nginx(stack: LiveStack, name: str, status: int, answer: bytes) -> None:
+    assert status_of(answer) == status
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"\r\nContent-Type: application/json" in head
+    assert json.loads(body)["code"] == f"ERR_HTTP_{status}"
     assert eventually(lambda: _logged(stack, name) is not None)
     entry = _logged(stack, name)
     assert entry is not None
@@ -134,8 +138,7 @@ def test_ambiguous_or_broken_framing_is_refused_before_the_app(
     stack = refusing_stack
     headers, body, status = FRAMING_CASES[case]
     answer = raw_request(stack.settings.server.listen[0].port, _request(case, headers, body))
-    assert status_of(answer) == status
-    _assert_refused_by_nginx(stack, case, status)
+    _assert_refused_by_nginx(stack, case, status, answer)
 
 
 def test_transfer_encoding_in_an_http_1_0_request_is_refused_before_the_app(
@@ -145,8 +148,7 @@ def test_transfer_encoding_in_an_http_1_0_request_is_refused_before_the_app(
     # HTTP/1.0 has no chunked coding: a proxy speaking 1.0 would read this body differently.
     request = _request("http10", CHUNKED, b"5\r\nhello\r\n0\r\n\r\n", version=b"HTTP/1.0")
     answer = raw_request(stack.settings.server.listen[0].port, request)
-    assert status_of(answer) == 400
-    _assert_refused_by_nginx(stack, "http10", 400)
+    _assert_refused_by_nginx(stack, "http10", 400, answer)
 
 
 def test_bad_chunk_after_a_megabyte_on_disk_leaves_no_temp_file(
@@ -158,8 +160,7 @@ def test_bad_chunk_after_a_megabyte_on_disk_leaves_no_temp_file(
     first = os.urandom(2 * MB)
     body = f"{len(first):x}\r\n".encode() + first + b"\r\nnot-hex\r\nxyz\r\n0\r\n\r\n"
     answer = _send(stack.settings.server.listen[0].port, _request("late", CHUNKED, body))
-    assert status_of(answer) == 400
-    _assert_refused_by_nginx(stack, "late", 400)
+    _assert_refused_by_nginx(stack, "late", 400, answer)
 
 
 def test_well_formed_chunked_request_on_the_same_stack_reaches_the_app(stack: LiveStack) -> None:
