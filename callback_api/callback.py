@@ -28,6 +28,7 @@ from callback_api.multipart import (
     copy_part,
     parse_multipart,
 )
+from callback_api.quota import quota_of
 from callback_api.settings import Settings, time_seconds
 from callback_api.sniff import HEAD_SIZE as HEAD_BYTES
 from callback_api.store import MediaStore, new_media_id
@@ -89,6 +90,7 @@ class Lander:
             active_content=content.active_content,
             check_extension=content.check_extension,
         )
+        self._quota = quota_of(settings)
         self._keys = IdempotencyKeys(
             catalog,
             ttl_seconds=time_seconds(settings.uploads.idempotency_ttl),
@@ -214,7 +216,10 @@ class Lander:
         store_files: Callable[[], object],
     ) -> None:
         ids = [r.id for r in records]
-        self._catalog.insert_pending(records)
+        quota = self._quota
+        self._catalog.insert_pending(
+            records, None if quota is None else lambda usage: quota.check(usage, records)
+        )
         self._failpoints.reach("pending")
         try:
             store_files()

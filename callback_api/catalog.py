@@ -11,7 +11,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +45,19 @@ class Claim:
     fingerprint: str = ""  # what the first request was (kind, size, name); "" if unknown
 
 
+@dataclass(frozen=True)
+class ItemUsage:
+    """What an item holds: its rows, pending ones included (they are being stored)."""
+
+    item_id: str
+    files: int
+    bytes: int
+
+
+# Called inside the write transaction that inserts pending rows; raising aborts the insert.
+UsageCheck = Callable[[ItemUsage], None]
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -56,7 +69,9 @@ def ago(seconds: float) -> str:
 
 
 class Catalog(Protocol):
-    def insert_pending(self, records: Sequence[MediaRecord]) -> None: ...
+    def insert_pending(
+        self, records: Sequence[MediaRecord], check: UsageCheck | None = None
+    ) -> None: ...
     def mark_ready(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None: ...
     def discard(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None: ...
     def get(self, media_id: str) -> MediaRecord | None: ...
@@ -173,10 +188,22 @@ class SqliteCatalog:
             counts = [conn.execute(sql, params).rowcount for sql, params in statements]
         return counts
 
-    def insert_pending(self, records: Sequence[MediaRecord]) -> None:
-        self._write(
-            [
-                (
+    def insert_pending(
+        self, records: Sequence[MediaRecord], check: UsageCheck | None = None
+    ) -> None:
+        """Insert pending rows; ``check`` first sees each item's usage in the same write
+        transaction (BEGIN IMMEDIATE), so that concurrent uploads cannot all pass a quota."""
+        conn = self._conn()
+        with _transaction(conn):
+            if check is not None:
+                for item_id in sorted({r.item_id for r in records}):
+                    files, size = conn.execute(
+                        "SELECT count(*), coalesce(sum(size), 0) FROM media WHERE item_id = ?",
+                        (item_id,),
+                    ).fetchone()
+                    check(ItemUsage(item_id, files, size))
+            for r in records:
+                conn.execute(
                     f"INSERT INTO media ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                     (
                         r.id,
@@ -190,9 +217,6 @@ class SqliteCatalog:
                         r.fields,
                     ),
                 )
-                for r in records
-            ]
-        )
 
     def mark_ready(self, ids: Sequence[str], idempotency: tuple[str, str] | None) -> None:
         statements: list[tuple[str, Sequence[object]]] = [
