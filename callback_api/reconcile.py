@@ -81,10 +81,10 @@ def _timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _scan_files(
-    store: MediaStore, report: ReconcileReport, progress: Progress
-) -> dict[str, os.stat_result]:
-    files: dict[str, os.stat_result] = {}
+def _scan_files(store: MediaStore, report: ReconcileReport, progress: Progress) -> dict[str, float]:
+    """Media id -> when its file last changed (a link changes ctime). Small per file: a store
+    of millions fits in memory."""
+    files: dict[str, float] = {}
     for media_id in store.ids_on_disk():
         progress.step()
         path = store.path_for(media_id)
@@ -92,7 +92,7 @@ def _scan_files(
         if not stat.S_ISREG(info.st_mode):
             report.skipped.append(path)
             continue
-        files[media_id] = info
+        files[media_id] = max(info.st_mtime, info.st_ctime)
     report.files_scanned = len(files)
     return files
 
@@ -166,16 +166,20 @@ def reconcile(
     catalog = catalog or open_catalog(settings.paths.database, settings.uploads.durable)
     try:
         files = _scan_files(store, report, progress)
-        rows: dict[str, MediaRecord] = {}
+        ready: set[str] = set()
+        pending: dict[str, MediaRecord] = {}
         for record in catalog.all_records():
             progress.step()
-            rows[record.id] = record
-        report.rows_scanned = len(rows)
+            if record.state == "pending":
+                pending[record.id] = record
+            else:
+                ready.add(record.id)
+        report.rows_scanned = len(ready) + len(pending)
 
-        for media_id, info in files.items():
-            if media_id in rows:
+        for media_id, changed in files.items():
+            if media_id in ready or media_id in pending:
                 continue
-            if max(info.st_mtime, info.st_ctime) >= cutoff:
+            if changed >= cutoff:
                 report.recent += 1
                 continue
             report.orphan_files.append(media_id)
@@ -186,29 +190,29 @@ def reconcile(
                         _quarantine(path, settings.paths.quarantine_dir, media_id, "orphan", None)
                     )
 
-        for media_id, record in rows.items():
-            if record.state == "pending":
-                if _timestamp(record.created_at) >= cutoff:
-                    report.recent += 1
-                    continue
-                report.stale_pending.append(media_id)
-                if apply:
-                    catalog.discard([media_id], None)
-                    # Only a pending row is discarded; if it became ready meanwhile, keep all.
-                    if catalog.get(media_id) is None:
-                        path = store.path_for(media_id)
-                        with contextlib.suppress(FileNotFoundError):
-                            report.quarantined.append(
-                                _quarantine(
-                                    path, settings.paths.quarantine_dir, media_id, "pending", record
-                                )
+        for media_id, record in pending.items():
+            if _timestamp(record.created_at) >= cutoff:
+                report.recent += 1
+                continue
+            report.stale_pending.append(media_id)
+            if apply:
+                catalog.discard([media_id], None)
+                # Only a pending row is discarded; if it became ready meanwhile, keep all.
+                if catalog.get(media_id) is None:
+                    path = store.path_for(media_id)
+                    with contextlib.suppress(FileNotFoundError):
+                        report.quarantined.append(
+                            _quarantine(
+                                path, settings.paths.quarantine_dir, media_id, "pending", record
                             )
-            elif media_id not in files:
-                if store.path_for(media_id).exists():
-                    continue  # linked after the scan: nothing is lost
-                report.lost.append(media_id)
-                if apply and not store.path_for(media_id).exists():
-                    catalog.delete(media_id)
+                        )
+
+        for media_id in sorted(ready - files.keys()):
+            if store.path_for(media_id).exists():
+                continue  # linked after the scan: nothing is lost
+            report.lost.append(media_id)
+            if apply:
+                catalog.delete(media_id)
 
         report.stale_claims = _stale_claims(settings.paths.database, cutoff)
         if apply:
