@@ -282,3 +282,19 @@ def test_nginx_unit_tests_the_config_before_start_and_stops_gracefully() -> None
     assert f"ExecStart=/usr/sbin/nginx {command}" in lines
     assert "KillSignal=SIGQUIT" in lines
     assert "TimeoutStopSec=150s" in lines
+
+
+def test_systemd_accepts_both_units(tmp_path: Path) -> None:
+    # Installed here, so that systemd can also check that the commands exist.
+    settings = _settings("prod", service={"install_dir": str(ROOT)})
+    for name, text in render(settings).items():
+        if name.endswith(".service"):
+            (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "landing-app.service", "landing-nginx.service"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
