@@ -133,7 +133,10 @@ class DiskWrite(Contender):
 
 class NginxAlone(Contender):
     key, label = "nginx", "Nginx alone"
-    how = "same body settings, callback replaced by a body-less proxy to `return 204`"
+    how = (
+        "same body settings, callback replaced by a body-less proxy to `return 204`; "
+        "body file kept, deleted after the block like landing's"
+    )
     has_python = False
     has_nginx = True
     experiments = EVERY - {SERIES}
@@ -157,10 +160,10 @@ class NginxAlone(Contender):
         return raw_request("PUT", "/upload?filename=payload.bin")
 
     def stored_path(self, response: Response) -> Path | None:
-        return None  # Nginx removed its temp file at the end of the request
+        return Path(response.headers["x-upload-path"])  # kept by Nginx; deleted by the harness
 
     def media_dirs(self) -> list[Path]:
-        return []
+        return [self.root / "temp"]
 
 
 class _Uvicorn(Contender):

@@ -7,6 +7,8 @@ says why landing is missing in the output instead of failing the whole run.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,11 @@ def floor_settings(env_file: Path = DEV_ENV) -> tuple[FloorSettings, str | None]
     )
 
 
-def overrides(root: Path, port: int, durable: bool, workers: int = 1) -> dict[str, Any]:
-    """Everything the run owns lives under ``root``: one filesystem, nothing under var/."""
+def overrides(
+    root: Path, port: int, durable: bool, workers: int = 1, socket_dir: Path | None = None
+) -> dict[str, Any]:
+    """Everything the run owns lives under ``root``: one filesystem, nothing under var/.
+    The app's socket may go elsewhere: a unix socket path is limited to 107 bytes."""
     return {
         "server": {"listen": [{"address": "127.0.0.1", "port": port}]},
         "nginx": {"runtime_dir": str(root / "nginx"), "log_dir": str(root / "log")},
@@ -51,7 +56,7 @@ def overrides(root: Path, port: int, durable: bool, workers: int = 1) -> dict[st
             "database": str(root / "landing.sqlite3"),
         },
         "app": {
-            "socket": str(root / "run" / "app.sock"),
+            "socket": str((socket_dir or root / "run") / "app.sock"),
             "secret_file": str(root / "secret"),
             "workers": workers,
         },
@@ -96,11 +101,10 @@ class Landing(Contender):
 
         self.port = free_port()
         self.root.mkdir(parents=True, exist_ok=True)
-        running = stack.enter_context(
-            running_stack(
-                self.env_file, overrides(self.root, self.port, self.durable, self.workers)
-            )
-        )
+        socket_dir = Path(tempfile.mkdtemp(prefix="landing-bench-"))
+        stack.callback(shutil.rmtree, socket_dir, True)
+        settings = overrides(self.root, self.port, self.durable, self.workers, socket_dir)
+        running = stack.enter_context(running_stack(self.env_file, settings))
         assert running.app is not None and running.nginx is not None
         self.media = running.settings.paths.media_root
         self.settings_json = running.settings.model_dump_json()
