@@ -10,7 +10,6 @@ only a warning elsewhere (a missing certificate, an unknown user) is then an err
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from callback_api.render import derive, render, write_rendered
-from callback_api.settings import Settings, _merge
+from callback_api.settings import Settings
 from callback_api.shared_secret import ensure_secret
 
 Level = Literal["ok", "warning", "error"]
@@ -202,27 +201,22 @@ def _test_certificate(directory: Path, name: str) -> tuple[Path, Path]:
 
 def redirected(settings: Settings, root: Path, real_tls: bool, real_user: bool) -> Settings:
     """The same environment with every path Nginx writes (and the secret) under ``root``."""
-    overrides: dict[str, Any] = {
-        "nginx": {
-            "runtime_dir": root / "run",
-            "log_dir": root / "log",
-            "conf_dir": root / "conf",
-        },
-        "paths": {
-            "temp_dir": root / "spool" / "body",
-            "media_root": root / "media",
-            "quarantine_dir": root / "quarantine",
-            "database": root / "db" / "landing.sqlite3",
-        },
-        "app": {"socket": root / "app.sock", "secret_file": root / "secret"},
-    }
+    data: dict[str, Any] = settings.model_dump()
+    data["nginx"].update(runtime_dir=root / "run", log_dir=root / "log", conf_dir=root / "conf")
+    data["paths"].update(
+        temp_dir=root / "spool" / "body",
+        media_root=root / "media",
+        quarantine_dir=root / "quarantine",
+        database=root / "db" / "landing.sqlite3",
+    )
+    data["app"].update(socket=root / "app.sock", secret_file=root / "secret")
     if not real_user:
-        overrides["nginx"]["user"] = pwd.getpwuid(os.geteuid()).pw_name
+        data["nginx"]["user"] = pwd.getpwuid(os.geteuid()).pw_name
     if settings.server.tls is not None and not real_tls:
         cert, key = _test_certificate(root / "tls", settings.server.server_name)
-        overrides["server"] = {"tls": {"certificate": cert, "key": key}}
-    data = json.loads(settings.model_dump_json())
-    return Settings.model_validate(_merge(data, json.loads(json.dumps(overrides, default=str))))
+        data["server"]["tls"].update(certificate=cert, key=key)
+    # Validated again: a work dir named by the operator must be as safe as any other path.
+    return Settings.model_validate(data)
 
 
 def nginx_test(settings: Settings, nginx: str) -> subprocess.CompletedProcess[str]:
