@@ -15,6 +15,7 @@ import httpx
 import pytest
 from conftest import LiveStack
 from helpers import app_client, eventually
+from test_disk_full import _fill_bytes, small_fs  # noqa: F401 - small_fs is a fixture
 
 from callback_api.auth import (
     MAX_TOKEN_CHARS,
@@ -435,3 +436,35 @@ def test_verifier_decides_from_method_and_scopes(tmp_path: Path) -> None:
     assert caught.value.headers["WWW-Authenticate"].startswith(
         'Bearer realm="landing", error="invalid_token"'
     )
+
+
+def test_temp_dir_full_with_auth_enabled_is_the_same_json_507(
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    make_stack: Callable[..., LiveStack],
+    tokens: Tokens,
+) -> None:
+    # With [auth] enabled the auth block answers Nginx's own 500s: a body that cannot be
+    # written must still read as a full disk, not as a failed authorisation.
+    stack = make_stack(
+        paths={"temp_dir": str(small_fs / "body"), "media_root": str(small_fs / "media")},
+        auth={"enabled": True, "tokens_file": str(tokens.path)},
+    )
+    filler = _fill_bytes(small_fs, leave=MB)
+    full = httpx.put(
+        f"{stack.url}/api/items/42/media?filename=f.bin",
+        content=os.urandom(4 * MB),
+        headers=_bearer(tokens.writer),
+        timeout=30,
+    )
+    assert full.status_code == 507
+    assert full.json()["code"] == "ERR_INSUFFICIENT_STORAGE"
+    assert eventually(lambda: stack.temp_files() == [])
+    assert stack.rows() == [] and stack.media_files() == []
+    filler.unlink()
+    after = httpx.put(
+        f"{stack.url}/api/items/42/media?filename=f.bin",
+        content=os.urandom(4 * MB),
+        headers=_bearer(tokens.writer),
+        timeout=30,
+    )
+    assert after.status_code == 201
