@@ -53,7 +53,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return _error(422, problems, "ERR_INVALID")
 
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Still JSON for the client; the cause goes to the log with its traceback.
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__})", "ERR_INTERNAL")
+
     app.add_exception_handler(LandingError, landing_error)
+    app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 
