@@ -45,6 +45,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 MIB = 1024 * 1024
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
+
 @dataclass
 class Tab:
     """A page plus what it did: the uploads it sent, the answers it got, its script errors."""
