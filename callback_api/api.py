@@ -42,7 +42,8 @@ def read_media(parts: PartsDep, media_id: MediaId) -> Media:
     return Media.of(record)
 
 
-@router.get("/media/{media_id}/content", response_class=Response)
+# HEAD too: clients ask for the size and type of a download before they fetch it.
+@router.api_route("/media/{media_id}/content", methods=["GET", "HEAD"], response_class=Response)
 def read_media_content(parts: PartsDep, media_id: MediaId) -> Response:
     """The file itself: authorised here, sent by Nginx (X-Accel-Redirect), ranges included."""
     record = parts.catalog.get(media_id)
@@ -51,10 +52,13 @@ def read_media_content(parts: PartsDep, media_id: MediaId) -> Response:
     headers = {
         "X-Accel-Redirect": ACCEL_PREFIX + parts.store.relative_path(media_id),
         "Content-Disposition": content_disposition(record.disposition, record.filename),
+        # The sniffed type as it is: media_type= would add "charset=utf-8" to any text/*,
+        # a guess about bytes nobody decoded.
+        "Content-Type": record.content_type,
     }
     if record.disposition == "attachment":
         headers["X-Landing-CSP"] = SANDBOX_CSP
-    return Response(status_code=200, media_type=record.content_type, headers=headers)
+    return Response(status_code=200, headers=headers)
 
 
 @router.delete("/media/{media_id}", status_code=204, response_class=Response)
