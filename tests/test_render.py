@@ -285,8 +285,12 @@ def test_nginx_unit_tests_the_config_before_start_and_stops_gracefully() -> None
 
 
 def test_systemd_accepts_both_units(tmp_path: Path) -> None:
-    # Installed here, so that systemd can also check that the commands exist.
-    settings = _settings("prod", service={"install_dir": str(ROOT)})
+    # Installed in a scratch dir, so that systemd can also check that the commands exist.
+    command = tmp_path / "install" / ".venv" / "bin" / "landing"
+    command.parent.mkdir(parents=True)
+    command.write_text("#!/bin/sh\n")
+    command.chmod(0o755)
+    settings = _settings("prod", service={"install_dir": str(tmp_path / "install")})
     for name, text in render(settings).items():
         if name.endswith(".service"):
             (tmp_path / name).write_text(text)
