@@ -189,8 +189,9 @@ def test_gixy_reports_nothing_on_the_rendered_config(env: str) -> None:
     assert json.loads(result.stdout) == []
 
 
-def test_gixy_reports_nothing_with_cors_and_tls_together(tmp_path: Path) -> None:
-    settings = _settings("dev", cors={"allowed_origins": ["https://a.example"]})
+def test_gixy_reports_nothing_on_prod_with_auth_enabled(tmp_path: Path) -> None:
+    # The committed renders have [auth] off; its block must lint clean as well.
+    settings = _settings("prod", auth={"enabled": True})
     (tmp_path / "nginx.conf").write_text(render(settings)["nginx.conf"])
     (tmp_path / "mime.types").write_text(render(settings)["mime.types"])
     result = subprocess.run(
