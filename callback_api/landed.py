@@ -8,6 +8,7 @@ regular file that is not a symlink and has one link, and have the size Nginx ann
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -65,6 +66,35 @@ def _check_shape(path: Path, temp_dir: Path, levels: tuple[int, ...]) -> None:
         end -= level
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+
+
+def _open_beneath(root: Path, relative: Path, header_path: str) -> int:
+    """Open root/relative one component at a time, refusing a symlink at every step.
+
+    The realpath check above gives a clear message; this walk is what makes it hold: a level
+    directory swapped for a symlink between that check and the open is refused too.
+    """
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in relative.parts[:-1]:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        return os.open(relative.name, _FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise BadRequest(f"upload file {header_path!r} does not exist") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise Forbidden(
+                f"upload path {header_path!r} leaves the temp dir through a symlink"
+            ) from None
+        raise Forbidden(f"upload file {header_path!r} cannot be opened: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+
+
 def open_landed(
     header_path: str | None,
     header_length: str | None,
@@ -88,12 +118,7 @@ def open_landed(
     if real != root / relative or os.path.commonpath([real, root]) != str(root):
         raise Forbidden(f"upload path {header_path!r} leaves the temp dir through a symlink")
     _check_shape(real, root, levels)
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise BadRequest(f"upload file {header_path!r} does not exist") from None
-    except OSError as exc:
-        raise Forbidden(f"upload file {header_path!r} cannot be opened: {exc.strerror}") from None
+    fd = _open_beneath(root, relative, header_path)
     landed = LandedFile(real, fd, 0)
     with contextlib.ExitStack() as on_error:
         on_error.callback(landed.close)
