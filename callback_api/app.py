@@ -19,7 +19,7 @@ from callback_api.catalog import open_catalog
 from callback_api.deps import Parts
 from callback_api.errors import LandingError
 from callback_api.failpoints import Failpoints
-from callback_api.settings import Settings, load_settings
+from callback_api.settings import Settings, load_settings, time_seconds
 from callback_api.shared_secret import read_secret
 from callback_api.store import MediaStore, check_same_filesystem
 
@@ -69,7 +69,13 @@ def create_app(settings: Settings) -> FastAPI:
     check_same_filesystem(settings.paths.temp_dir, settings.paths.media_root)
     secret = read_secret(settings)
     verifier = auth.verifier_from(settings)  # a bad tokens file stops the start, here
-    catalog = open_catalog(settings.paths.database, settings.uploads.durable)
+    # A writer waits for the catalog up to half the callback timeout: queueing behind other
+    # writers under a burst beats a 503, and the app still answers before Nginx's 504.
+    catalog = open_catalog(
+        settings.paths.database,
+        settings.uploads.durable,
+        busy_timeout_s=time_seconds(settings.uploads.callback_timeout) / 2,
+    )
     store = MediaStore(settings.paths.media_root, settings.uploads.durable)
     parts = Parts(
         settings, catalog, store, Lander(settings, catalog, store, Failpoints.from_env()), secret

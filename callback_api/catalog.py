@@ -322,5 +322,5 @@ class SqliteCatalog:
         self._local = threading.local()
 
 
-def open_catalog(database: Path, durable: bool) -> Catalog:
-    return SqliteCatalog(database, durable)
+def open_catalog(database: Path, durable: bool, busy_timeout_s: float = 10.0) -> Catalog:
+    return SqliteCatalog(database, durable, busy_timeout_ms=int(busy_timeout_s * 1000))
