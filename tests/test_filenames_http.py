@@ -181,6 +181,32 @@ def test_raw_non_ascii_bytes_in_the_url_are_refused_and_store_nothing(stack: Liv
 
 
 @pytest.mark.parametrize(
+    "request_line",
+    [
+        b"PUT /api/items/42/media?filename=my cat.jpg HTTP/1.1",
+        b"PUT /api/items/42/media?filename=a\x00b HTTP/1.1",
+        b"PUT /api/items/42/media?filename=\x7f\x01 HTTP/1.1",
+        b"GARBAGE",
+    ],
+    ids=["space", "raw-nul", "raw-controls", "garbage"],
+)
+def test_a_name_that_breaks_the_request_line_is_a_json_400_not_a_500(
+    stack: LiveStack, request_line: bytes
+) -> None:
+    answer = raw_request(
+        stack.settings.server.listen[0].port,
+        request_line + b"\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    assert status_of(answer) == 400
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {
+        "detail": "the request is malformed (request line, headers or chunked framing); "
+        "nothing was stored",
+        "code": "ERR_HTTP_400",
+    }
+    assert stack.rows() == [] and stack.media_files() == [] and stack.temp_files() == []
+
+
+@pytest.mark.parametrize(
     ("filename", "detail"),
     [
         (b"a\r\nX-Evil: 1.txt", "malformed Content-Disposition of part 1: cannot parse"),
