@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +25,26 @@ _STEP = 16 * MiB
 _POLL = 0.002
 
 
-def mem_free() -> int:
+def _meminfo(field: str) -> int:
     with open("/proc/meminfo", encoding="ascii") as meminfo:
         for line in meminfo:
-            if line.startswith("MemFree:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/meminfo has no MemFree")
+    raise RuntimeError(f"/proc/meminfo has no {field}")
+
+
+def mem_free() -> int:
+    return _meminfo("MemFree")
+
+
+def settle(limit: int = 16 * MiB, timeout: float = 5.0) -> float:
+    """Wait until the disk has no more than ``limit`` bytes of writeback in flight (a 1 GiB
+    UploadFile leaves 2 GiB of dirty pages, which the kernel may start writing out), so a
+    block does not pay for the previous one's I/O. Returns the seconds waited."""
+    started = time.monotonic()
+    while _meminfo("Writeback") > limit and time.monotonic() - started < timeout:
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def read_through(path: Path, length: int | None = None) -> None:

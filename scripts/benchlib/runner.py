@@ -28,7 +28,7 @@ from benchlib.http import Connection
 from benchlib.plan import Plan, SizeStep
 from benchlib.procs import Watched, peak_rss_bytes, reset_peak_rss, rss_bytes
 from benchlib.progress import Progress
-from benchlib.reserve import Reserve, read_through
+from benchlib.reserve import Reserve, read_through, settle
 from benchlib.units import size_label
 
 T = TypeVar("T")
@@ -98,6 +98,7 @@ def upload_block(bench: Bench, contender: Contender, step: SizeStep) -> dict[str
     """One warm-up, then ``reps`` timed uploads with a fresh payload and the reserve paced."""
     payload = bench.payloads[step.size]
     _forget(contender.upload(payload, min(step.size, bench.plan.warmup_cap)))
+    settled = settle()
     read_through(payload)
     outcomes: list[Outcome] = []
     with bench.reserve.paced(2 * step.size * step.reps):
@@ -112,6 +113,7 @@ def upload_block(bench: Bench, contender: Contender, step: SizeStep) -> dict[str
         "seconds": [o.seconds for o in outcomes],
         "client_cpu": sum(o.client_cpu for o in outcomes),
         "process_cpu": sum(o.server_cpu for o in outcomes),
+        "settle_s": settled,
     }
 
 
@@ -200,6 +202,7 @@ def concurrent_block(bench: Bench, contender: Contender) -> dict[str, Any]:
     plan = bench.plan
     payload = bench.payloads[plan.concurrent_size]
     _forget(contender.upload(payload, plan.concurrent_size))
+    settle()
     read_through(payload)
     outcomes: list[Outcome] = []
     failures: list[BaseException] = []

@@ -1,7 +1,9 @@
 """From raw blocks to figures: medians of per-round values and of per-round ratios.
 
 A ratio is always taken within one round (both contenders measured minutes apart at most,
-under the same background load), then the median over rounds is reported.
+under the same background load), then the median over rounds is reported. CPU figures are
+medians of per-round values too: on a shared machine one round can be hit by a neighbour,
+and a sum would let that round decide the figure.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ from benchlib.units import MB, GiB, MiB, size_label
 
 FLOOR, DISK, LANDING, DURABLE = "nginx", "disk", "landing", "landing-durable"
 Block = Mapping[str, Any]
+Value = Callable[[Block], float]
 
 
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _per_round(rounds: Sequence[Block], key: str, value: Callable[[Block], float]) -> list[float]:
+def _per_round(rounds: Sequence[Block], key: str, value: Value) -> list[float]:
     return [value(blocks[key]) for blocks in rounds if key in blocks]
 
 
-def _ratios(
-    rounds: Sequence[Block], key: str, other: str, value: Callable[[Block], float]
+def _median_of(
+    rounds: Sequence[Block], key: str, value: Value, wanted: bool = True
 ) -> float | None:
+    return median(_per_round(rounds, key, value)) if wanted else None
+
+
+def _ratios(rounds: Sequence[Block], key: str, other: str, value: Value) -> float | None:
     """Median over rounds of value(key) / value(other), both from the same round."""
     found = []
     for blocks in rounds:
@@ -42,13 +49,8 @@ def _mean_seconds(block: Block) -> float:
     return sum(seconds) / len(seconds)
 
 
-def _sum(rounds: Sequence[Block], key: str, field: str) -> float:
-    return sum(blocks[key][field] or 0.0 for blocks in rounds if key in blocks)
-
-
 def _peak(rounds: Sequence[Block], key: str) -> int | None:
-    peaks = [blocks[key]["peak_rss"] for blocks in rounds if key in blocks]
-    known = [p for p in peaks if p is not None]
+    known = [b[key]["peak_rss"] for b in rounds if key in b and b[key]["peak_rss"] is not None]
     return max(known) if known else None
 
 
@@ -59,10 +61,37 @@ def _keys(rounds: Sequence[Block]) -> list[str]:
     return list(seen)
 
 
-def _idle_python(rounds: Sequence[Block], key: str, idle: Mapping[str, Block]) -> float:
-    """Python CPU the blocks would have used doing nothing (uvicorn's periodic wake-ups)."""
-    rate = float(idle.get(key, {}).get("python", 0.0))
-    return rate * _sum(rounds, key, "elapsed")
+def _kind(kinds: Mapping[str, Block], key: str) -> tuple[bool, bool]:
+    kind = kinds.get(key, {})
+    return bool(kind.get("python")), bool(kind.get("nginx"))
+
+
+def _net_python(idle_rate: float) -> Value:
+    """Python CPU of a block minus what the process burns idle over the same time."""
+    return lambda b: float(b["python_cpu"]) - idle_rate * float(b["elapsed"])
+
+
+def _idle_rate(idle: Mapping[str, Block], key: str) -> float:
+    return float(idle.get(key, {}).get("python", 0.0))
+
+
+def _field(name: str) -> Value:
+    return lambda b: float(b[name])
+
+
+def _server_cpu(b: Block) -> float:
+    return float(b["python_cpu"] + b["nginx_cpu"] + b["process_cpu"])
+
+
+def _per_gib(size: int) -> Callable[[Value], Value]:
+    def per_gib(value: Value) -> Value:
+        return lambda b: value(b) / (size * len(b["seconds"]) / GiB)
+
+    return per_gib
+
+
+def _per_upload_ms(value: Value) -> Value:
+    return lambda b: value(b) / len(b["seconds"]) * 1000
 
 
 def summarize_size(
@@ -72,28 +101,27 @@ def summarize_size(
     size, rounds = result["size"], result["rounds"]
     rows: dict[str, Any] = {}
     for key in _keys(rounds):
-        uploads = sum(len(blocks[key]["seconds"]) for blocks in rounds if key in blocks)
-        gib = size * uploads / GiB
-        python_cpu = _sum(rounds, key, "python_cpu")
-        python_net = python_cpu - _idle_python(rounds, key, idle)
-        nginx_cpu = _sum(rounds, key, "nginx_cpu")
-        process_cpu = _sum(rounds, key, "process_cpu")
+        has_python, has_nginx = _kind(kinds, key)
+        net = _net_python(_idle_rate(idle, key))
+        per_gib = _per_gib(size)
         seconds = median(_per_round(rounds, key, _mean_seconds))
-        has_python = bool(kinds.get(key, {}).get("python"))
-        has_nginx = bool(kinds.get(key, {}).get("nginx"))
         rows[key] = {
-            "uploads": uploads,
+            "uploads": sum(len(b[key]["seconds"]) for b in rounds if key in b),
             "seconds": seconds,
             "mb_per_s": size / seconds / MB if seconds else None,
             "x_floor": _ratios(rounds, key, FLOOR, _mean_seconds),
             "x_disk": _ratios(rounds, key, DISK, _mean_seconds),
             "x_landing": _ratios(rounds, key, LANDING, _mean_seconds),
-            "python_cpu_s_per_gib": python_cpu / gib if has_python else None,
-            "python_cpu_ms_per_upload": python_cpu / uploads * 1000 if has_python else None,
-            "python_net_ms_per_upload": python_net / uploads * 1000 if has_python else None,
-            "nginx_cpu_s_per_gib": nginx_cpu / gib if has_nginx else None,
-            "server_cpu_s_per_gib": (python_cpu + nginx_cpu + process_cpu) / gib,
-            "client_cpu_s_per_gib": _sum(rounds, key, "client_cpu") / gib,
+            "python_cpu_s_per_gib": _median_of(
+                rounds, key, per_gib(_field("python_cpu")), has_python
+            ),
+            "python_cpu_ms_per_upload": _median_of(
+                rounds, key, _per_upload_ms(_field("python_cpu")), has_python
+            ),
+            "python_net_ms_per_upload": _median_of(rounds, key, _per_upload_ms(net), has_python),
+            "nginx_cpu_s_per_gib": _median_of(rounds, key, per_gib(_field("nginx_cpu")), has_nginx),
+            "server_cpu_s_per_gib": _median_of(rounds, key, per_gib(_server_cpu)),
+            "client_cpu_s_per_gib": _median_of(rounds, key, per_gib(_field("client_cpu"))),
             "peak_rss": _peak(rounds, key),
         }
     return {"size": size, "label": size_label(size), "contenders": rows}
@@ -103,8 +131,12 @@ def _rate(block: Block) -> float:
     return float(block["ok"]) / float(block["seconds"])
 
 
-def _latency(quantile: str) -> Callable[[Block], float]:
+def _latency(quantile: str) -> Value:
     return lambda block: float(block["latencies"][quantile] or 0.0)
+
+
+def _per_request_ms(value: Value) -> Value:
+    return lambda b: value(b) / b["ok"] * 1000 if b["ok"] else 0.0
 
 
 def summarize_load(
@@ -114,9 +146,7 @@ def summarize_load(
     rounds = result["rounds"]
     rows: dict[str, Any] = {}
     for key in _keys(rounds):
-        done = _sum(rounds, key, "ok")
-        has_python = bool(kinds.get(key, {}).get("python"))
-        has_nginx = bool(kinds.get(key, {}).get("nginx"))
+        has_python, has_nginx = _kind(kinds, key)
         failed = sum(
             count
             for blocks in rounds
@@ -125,29 +155,29 @@ def summarize_load(
             if not status.startswith("2")
         )
         rows[key] = {
-            "requests": done,
+            "requests": sum(b[key]["ok"] for b in rounds if key in b),
             "failed": failed,
-            "per_s": median(_per_round(rounds, key, _rate)),
+            "per_s": _median_of(rounds, key, _rate),
             "x_versus": _ratios(rounds, key, versus, _rate),
-            **{q: median(_per_round(rounds, key, _latency(q))) for q in ("p50", "p95", "p99")},
-            "python_cpu_ms": _sum(rounds, key, "python_cpu") / done * 1000
-            if has_python and done
-            else None,
-            "python_net_ms": (_sum(rounds, key, "python_cpu") - _idle_python(rounds, key, idle))
-            / done
-            * 1000
-            if has_python and done
-            else None,
-            "nginx_cpu_ms": _sum(rounds, key, "nginx_cpu") / done * 1000
-            if has_nginx and done
-            else None,
-            "client_cpu_ms": _sum(rounds, key, "client_cpu") / done * 1000 if done else None,
+            **{q: _median_of(rounds, key, _latency(q)) for q in ("p50", "p95", "p99")},
+            "python_cpu_ms": _median_of(
+                rounds, key, _per_request_ms(lambda b: float(b["python_cpu"])), has_python
+            ),
+            "python_net_ms": _median_of(
+                rounds, key, _per_request_ms(_net_python(_idle_rate(idle, key))), has_python
+            ),
+            "nginx_cpu_ms": _median_of(
+                rounds, key, _per_request_ms(lambda b: float(b["nginx_cpu"])), has_nginx
+            ),
+            "client_cpu_ms": _median_of(
+                rounds, key, _per_request_ms(lambda b: float(b["client_cpu"]))
+            ),
             "peak_rss": _peak(rounds, key),
         }
-        if "bytes" in next(blocks[key] for blocks in rounds if key in blocks):
-            total = _sum(rounds, key, "bytes")
-            elapsed = _sum(rounds, key, "seconds")
-            rows[key]["mb_per_s"] = total / elapsed / MB if elapsed else None
+        if all("bytes" in b[key] for b in rounds if key in b):
+            rows[key]["mb_per_s"] = _median_of(
+                rounds, key, lambda b: float(b["bytes"]) / float(b["seconds"]) / MB
+            )
     return {"versus": versus, "contenders": rows}
 
 
@@ -157,20 +187,21 @@ def _wall(block: Block) -> float:
 
 def summarize_concurrent(result: Block, kinds: Mapping[str, Block]) -> dict[str, Any]:
     rounds = result["rounds"]
-    total_bytes = result["uploads"] * result["size"]
+    gib = result["uploads"] * result["size"] / GiB
     rows: dict[str, Any] = {}
     for key in _keys(rounds):
-        count = sum(1 for blocks in rounds if key in blocks)
-        gib = total_bytes * count / GiB
+        has_python, has_nginx = _kind(kinds, key)
         wall = median(_per_round(rounds, key, _wall))
-        has_python = bool(kinds.get(key, {}).get("python"))
-        has_nginx = bool(kinds.get(key, {}).get("nginx"))
         rows[key] = {
             "wall": wall,
-            "mb_per_s": total_bytes / wall / MB if wall else None,
+            "mb_per_s": gib * GiB / wall / MB if wall else None,
             "x_floor": _ratios(rounds, key, FLOOR, _wall),
-            "python_cpu_s_per_gib": _sum(rounds, key, "python_cpu") / gib if has_python else None,
-            "nginx_cpu_s_per_gib": _sum(rounds, key, "nginx_cpu") / gib if has_nginx else None,
+            "python_cpu_s_per_gib": _median_of(
+                rounds, key, lambda b: float(b["python_cpu"]) / gib, has_python
+            ),
+            "nginx_cpu_s_per_gib": _median_of(
+                rounds, key, lambda b: float(b["nginx_cpu"]) / gib, has_nginx
+            ),
             "peak_rss": _peak(rounds, key),
         }
     return {"contenders": rows}
@@ -181,13 +212,13 @@ def summarize_series(result: Block, idle: Mapping[str, Block]) -> dict[str, Any]
     for key, data in result["contenders"].items():
         rss: list[int] = data["rss"]
         baseline: int = data["baseline"]
-        idle_cpu = float(idle.get(key, {}).get("python", 0.0)) * data["elapsed"]
+        count = len(rss)
         rows[key] = {
             "baseline_mib": baseline / MiB,
             "growth_mib": (rss[-1] - baseline) / MiB if rss else None,
             "max_growth_mib": (max(rss) - baseline) / MiB if rss else None,
-            "python_cpu_ms_per_upload": data["python_cpu"] / len(rss) * 1000 if rss else None,
-            "python_net_ms_per_upload": (data["python_cpu"] - idle_cpu) / len(rss) * 1000
+            "python_cpu_ms_per_upload": data["python_cpu"] / count * 1000 if rss else None,
+            "python_net_ms_per_upload": _net_python(_idle_rate(idle, key))(data) / count * 1000
             if rss
             else None,
         }
@@ -197,6 +228,7 @@ def summarize_series(result: Block, idle: Mapping[str, Block]) -> dict[str, Any]
 def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
     kinds = {c["key"]: c for c in raw["contenders"]}
     idle = raw["meta"].get("idle_cpu_per_s") or {}
+    downloads = (raw.get("downloads") or {}).get("sizes", [])
     return {
         "sizes": [summarize_size(r, kinds, idle) for r in raw["sizes"]],
         "small": summarize_load(raw["small"], kinds, FLOOR, idle) if raw.get("small") else None,
@@ -210,6 +242,6 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
                 "label": size_label(d["size"]),
                 **summarize_load(d, kinds, "fileresponse", idle),
             }
-            for d in (raw.get("downloads") or {}).get("sizes", [])
+            for d in downloads
         ],
     }

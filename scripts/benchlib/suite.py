@@ -85,9 +85,10 @@ def _method(options: Options, floor_buffer: str) -> list[str]:
         "rotated by one each round. Reported: medians over rounds, and medians of per-round "
         "ratios against Nginx alone and `dd` measured in the same round.",
         "Each block (one contender, one size, one round) starts with one untimed warm-up "
-        f"upload of min(size, {size_label(plan.warmup_cap)}), then re-reads the payload into "
-        "the page cache, then times its uploads back to back; the stored files are deleted "
-        "after the block, untimed.",
+        f"upload of min(size, {size_label(plan.warmup_cap)}), waits for any disk writeback "
+        "still in flight to finish (at most 5 s), re-reads the payload into the page cache, "
+        "then times its uploads back to back; the stored files are deleted after the block, "
+        "untimed. CPU figures are medians of per-round values, like the times.",
         "Page-cache reserve correction: "
         + (
             "**on**. A clean, fsynced reserve file is read into the page cache before each "
