@@ -354,11 +354,12 @@ class Settings(_Section):
         return self.app.secret_file.with_name(self.app.secret_file.name + ".nginx.conf")
 
 
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged key by key; any other value replaces the base one."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -382,7 +383,7 @@ def load_settings(
         raise SettingsError(f"{path}: no such environment file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
-    data = _merge(data, overrides or {})
+    data = merge_overrides(data, overrides or {})
     data.setdefault("base_dir", str(base_dir or project_root_of(path)))
     try:
         return Settings.model_validate(data)

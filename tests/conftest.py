@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from callback_api.devstack import Stack, local_overrides
-from callback_api.settings import Settings, load_settings
+from callback_api.settings import Settings, load_settings, merge_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_CONFIG = ROOT / "nginx-conf" / "environments" / "dev.toml"
@@ -26,16 +26,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def stack_overrides(root: Path, socket_dir: Path, **extra: Any) -> dict[str, Any]:
@@ -60,7 +50,7 @@ def stack_overrides(root: Path, socket_dir: Path, **extra: Any) -> dict[str, Any
         # Unix socket paths are limited to 108 bytes: keep it in a short dir.
         "app": {"socket": str(socket_dir / "app.sock"), "secret_file": str(root / "secret")},
     }
-    return merge(base, extra)
+    return merge_overrides(base, extra)
 
 
 @dataclass
