@@ -16,7 +16,13 @@ SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
 ACCEL_PREFIX = "/_landing/media/"
 MEDIA_ID = r"^[0-9a-f]{32}$"
 
-router = APIRouter(prefix="/api", tags=["media"], responses={404: {"model": ErrorBody}})
+# Every error is an ErrorBody, 422 included (not FastAPI's list of validation errors); 503
+# when the catalog stays locked past its busy timeout.
+router = APIRouter(
+    prefix="/api",
+    tags=["media"],
+    responses={code: {"model": ErrorBody} for code in (404, 422, 503)},
+)
 ItemId = Annotated[str, Path(pattern=ITEM_ID, description="the item the media belongs to")]
 MediaId = Annotated[str, Path(pattern=MEDIA_ID, description="a media id (32 hex digits)")]
 
@@ -42,8 +48,10 @@ def read_media(parts: PartsDep, media_id: MediaId) -> Media:
     return Media.of(record)
 
 
-# HEAD too: clients ask for the size and type of a download before they fetch it.
-@router.api_route("/media/{media_id}/content", methods=["GET", "HEAD"], response_class=Response)
+@router.get("/media/{media_id}/content", response_class=Response)
+# HEAD too: clients ask for the size and type of a download before they fetch it. Left out
+# of the schema, where it would repeat GET (and clash with its operation id).
+@router.head("/media/{media_id}/content", response_class=Response, include_in_schema=False)
 def read_media_content(parts: PartsDep, media_id: MediaId) -> Response:
     """The file itself: authorised here, sent by Nginx (X-Accel-Redirect), ranges included."""
     record = parts.catalog.get(media_id)

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callback_api import api, auth, internal
+from callback_api import api, auth, internal, upload_routes
 from callback_api.callback import Lander
 from callback_api.catalog import open_catalog
 from callback_api.deps import Parts
@@ -97,7 +97,8 @@ def create_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     # With [auth] enabled every API call needs a token (and the schema says so).
     guard = [Depends(auth.require_token)] if verifier else []
-    app.include_router(api.router, dependencies=guard)
+    for router in (api.router, upload_routes.router):
+        app.include_router(router, dependencies=guard, responses=auth.RESPONSES if verifier else {})
     app.include_router(internal.router)
     return app
 

@@ -6,7 +6,7 @@ a config rendered without the check still refuses. Tokens are random strings han
 clients; the app holds only their SHA-256 digests, one per line of ``auth.tokens_file``:
 
     # sha256 of the token                                             scopes      label
-    2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae  read,write  ci-uploader
+    07a2edcfc19a7e2af0d8e072e36a6192a8ccbc801908f0d22470c5b26900325a  read,write  ci-uploader
 
 A leaked digest file gives no token away, a token is revoked by deleting its line, and the
 file is read again whenever it changes (replace it atomically: write a copy, then ``mv``).
@@ -24,12 +24,13 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from callback_api.errors import Forbidden, Unauthenticated, Unavailable
+from callback_api.schemas import ErrorBody
 from callback_api.settings import Settings
 
 Scope = Literal["read", "write"]
@@ -170,6 +171,18 @@ class TokenVerifier:
 def verifier_of(request: Request) -> TokenVerifier | None:
     verifier: TokenVerifier | None = request.app.state.auth
     return verifier
+
+
+# What a guarded route may answer besides its own results, for the OpenAPI schema.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "no bearer token, or not a valid one",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    403: {"model": ErrorBody, "description": "the token may not do this (read or write)"},
+    503: {"model": ErrorBody, "description": "tokens cannot be checked now"},
+}
 
 
 # Declares the scheme in the OpenAPI schema; the header itself is parsed above, so that each

@@ -90,3 +90,9 @@ class QuotaExceeded(TooLarge):
     """413: storing this upload would take its item over a configured quota."""
 
     code = "ERR_QUOTA_EXCEEDED"
+
+
+class Misdirected(LandingError):
+    """421: a request the app cannot answer because it should have gone to Nginx."""
+
+    code, status = "ERR_MISDIRECTED", 421
