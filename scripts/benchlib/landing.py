@@ -16,7 +16,7 @@ from typing import Any
 from benchlib.contenders import CONCURRENT, EVERY, SERIES, SMALL, Contender, ready_http
 from benchlib.floor import FloorSettings
 from benchlib.http import Request, Response, raw_request
-from benchlib.procs import Watched, children_of, free_port, wait_ready
+from benchlib.procs import Watched, children_of, command_line, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_ENV = REPO / "nginx-conf" / "environments" / "dev.toml"
@@ -113,10 +113,14 @@ class Landing(Contender):
         app = running.app
         python, others = app.pid, []
         if self.workers > 1:
-            # uvicorn's supervisor binds the socket, then spawns the workers.
-            wait_ready(app, lambda: len(children_of(app.pid)) >= self.workers, "app workers")
-            python, *others = children_of(app.pid)
-            others.append(app.pid)
+            # uvicorn's supervisor binds the socket, then spawns the workers; multiprocessing
+            # may add a resource tracker child, charged for CPU but not taken for memory.
+            def workers() -> list[int]:
+                return [p for p in children_of(app.pid) if "spawn_main" in command_line(p)]
+
+            wait_ready(app, lambda: len(workers()) >= self.workers, "app workers")
+            python = workers()[0]
+            others = [p for p in children_of(app.pid) if p != python] + [app.pid]
         self.watched = Watched(
             python=python, python_others=others, nginx=(nginx.pid, *children_of(nginx.pid))
         )

@@ -92,6 +92,13 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        raise ProcessGone(f"process {pid} is gone") from None
+
+
 def free_port() -> int:
     """A port the kernel just reported free on loopback (Nginx needs a number in its config)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

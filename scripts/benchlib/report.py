@@ -193,8 +193,9 @@ def render(
     lines += [
         "Medians over rounds. `x Nginx alone`, `x disk`: median of per-round time ratios "
         "(lower is better); `x landing`: how many times longer than landing in the same round. "
-        "CPU is summed over all timed uploads; Python CPU is the uvicorn process, Nginx CPU "
-        "master + workers; client CPU is the sending thread, apart.",
+        "CPU figures are medians of per-round values; Python CPU is the uvicorn process, Nginx "
+        "CPU master + workers; client CPU is the sending thread, apart. *Net of idle* "
+        "subtracts what the Python process burns doing nothing over the same time.",
     ]
     lines += _sizes_section(summary, labels)
     if "time_vs_size" in figures:
