@@ -74,7 +74,9 @@ def land_media(
 
 @router.get("/auth", status_code=204, response_class=Response)
 def authorize_request(
-    request: Request, x_original_method: Annotated[str, Header()] = "GET"
+    request: Request,
+    # Nginx always names the method; without it the stricter scope (write) applies.
+    x_original_method: Annotated[str, Header()] = "",
 ) -> Response:
     """Nginx's auth_request, before it reads a body: may the original request go on?"""
     verifier = verifier_of(request)

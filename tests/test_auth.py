@@ -468,3 +468,16 @@ def test_temp_dir_full_with_auth_enabled_is_the_same_json_507(
         timeout=30,
     )
     assert after.status_code == 201
+
+
+def test_the_auth_endpoint_asks_for_write_when_nginx_names_no_method(
+    guarded: LiveStack, tokens: Tokens
+) -> None:
+    with app_client(guarded.settings.app.socket) as app:
+        secret = {"X-Landing-Secret": guarded.secret}
+        reader = app.get("/internal/auth", headers={**secret, **_bearer(tokens.reader)})
+        read = app.get(
+            "/internal/auth",
+            headers={**secret, **_bearer(tokens.reader), "X-Original-Method": "GET"},
+        )
+    assert (reader.status_code, read.status_code) == (403, 204)
