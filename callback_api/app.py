@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (api.router, upload_routes.router):
         app.include_router(router, dependencies=guard, responses=auth.RESPONSES if verifier else {})
     app.include_router(internal.router)
+    app.router.routes.append(internal.landed_route)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +34,21 @@ class Media(BaseModel):
             url=f"/api/media/{record.id}/content",
             fields=json.loads(record.fields),
         )
+
+
+def media_json(record: MediaRecord) -> dict[str, Any]:
+    """``Media.of(record)`` as JSON-ready data, without building a model (the upload path)."""
+    return {
+        "id": record.id,
+        "item_id": record.item_id,
+        "filename": record.filename,
+        "content_type": record.content_type,
+        "size": record.size,
+        "sha256": record.sha256,
+        "created_at": record.created_at,
+        "url": f"/api/media/{record.id}/content",
+        "fields": json.loads(record.fields),
+    }
 
 
 class MediaPage(BaseModel):

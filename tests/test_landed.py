@@ -19,7 +19,7 @@ def _nginx_file(temp: Path, content: bytes = b"body") -> Path:
 
 
 def test_the_walk_refuses_a_level_directory_swapped_for_a_symlink(tmp_path: Path) -> None:
-    # What a racer could do between the realpath check and the open: the walk alone holds.
+    # What a racer could do after the lexical check: the walk alone must hold.
     temp = tmp_path / "temp"
     elsewhere = tmp_path / "elsewhere"
     _nginx_file(elsewhere, b"secret")
