@@ -182,6 +182,17 @@ class SqliteCatalog:
                 self._all.append(conn)
         return conn
 
+    @contextlib.contextmanager
+    def _unsynced(self, conn: sqlite3.Connection) -> Iterator[None]:
+        if not self._durable:
+            yield
+            return
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+
     def _write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[int]:
         conn = self._conn()
         with _transaction(conn):
@@ -192,9 +203,13 @@ class SqliteCatalog:
         self, records: Sequence[MediaRecord], check: UsageCheck | None = None
     ) -> None:
         """Insert pending rows; ``check`` first sees each item's usage in the same write
-        transaction (BEGIN IMMEDIATE), so that concurrent uploads cannot all pass a quota."""
+        transaction (BEGIN IMMEDIATE), so that concurrent uploads cannot all pass a quota.
+
+        Not synced even when durable: a pending row promises nothing to the client, and if a
+        crash loses it the file it would have named is an orphan that reconcile quarantines.
+        The ready commit syncs the WAL, and with it this row, before the 201."""
         conn = self._conn()
-        with _transaction(conn):
+        with self._unsynced(conn), _transaction(conn):
             if check is not None:
                 for item_id in sorted({r.item_id for r in records}):
                     files, size = conn.execute(
