@@ -14,6 +14,11 @@
   };
 
   var ITEM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+  // RFC 6750 b64token, as the server checks it: anything else could not even go into a header.
+  var TOKEN = /^[A-Za-z0-9._~+\/-]+=*$/;
+  var TOKEN_MAX = 1024;
+  var TOKEN_KEY = "landing.accessToken"; // in sessionStorage: this tab only, gone when it closes
+  var BLOB_URL_LIFETIME_MS = 40000;      // long enough for the browser to start the download
   // Statuses where a new try can succeed; every other 4xx is final (the same body would fail again).
   var RETRYABLE = { 0: true, 408: true, 429: true, 502: true, 503: true, 504: true };
 
@@ -23,6 +28,10 @@
   var mediaCursor = null;
   var mediaItem = null;
   var mediaRequest = 0; // ignores answers to list requests that a newer one replaced
+  // Whether reading needs a token (auth on, public_reads off): null until a request sent
+  // without one tells. Only then must a download go through fetch, which can send the header.
+  var readsNeedToken = null;
+  var probingReads = false;
 
   // ---- small helpers ------------------------------------------------------------------------
 
@@ -66,8 +75,7 @@
     switch (status) {
       case 0: return "Network error: the connection to the server was lost";
       case 400: return say("Rejected by the server");
-      case 401: return say("Not signed in");
-      case 403: return say("Not allowed");
+      case 401: case 403: return say("Access token missing or not accepted");
       case 404: return say("Not found");
       case 408: return "The server timed out waiting for the file";
       case 409: return say("Conflict");
@@ -134,7 +142,7 @@
     var result = task.row.querySelector("[data-testid=upload-result]");
     var link = result.querySelector("[data-testid=upload-link]");
     link.textContent = media.filename;
-    link.href = media.url;
+    wireDownload(link, media, el.status);
     result.querySelector("[data-testid=upload-result-size]").textContent = formatSize(media.size);
     result.querySelector("[data-testid=upload-result-type]").textContent = media.content_type;
     result.hidden = false;
@@ -156,6 +164,8 @@
     // answers the retry with that stored media instead of storing the file twice.
     xhr.setRequestHeader("Idempotency-Key", task.key);
     xhr.setRequestHeader("Content-Type", task.file.type || "application/octet-stream");
+    var token = accessToken(); // read at each try: a token entered after a failure counts
+    if (token) xhr.setRequestHeader("Authorization", "Bearer " + token);
     xhr.responseType = "text";
 
     // Listeners on xhr.upload must exist before send(), or the browser sends no upload events.
@@ -243,6 +253,11 @@
       el.itemId.focus();
       return;
     }
+    if (!checkToken()) {
+      announce("Fix the access token before uploading.");
+      el.token.focus();
+      return;
+    }
     if (!files.length) return;
     el.uploadsSection.hidden = false;
     Array.prototype.forEach.call(files, function (file) {
@@ -291,17 +306,19 @@
     var itemId = el.itemId.value.trim();
     if (!ITEM_ID.test(itemId)) return;
     if (!more) { mediaCursor = null; }
-    var token = ++mediaRequest;
+    var ticket = ++mediaRequest;
+    var headers = withToken({ Accept: "application/json" });
     var url = itemUrl(itemId) + "?limit=" + CONFIG.pageSize +
       (more && mediaCursor ? "&cursor=" + encodeURIComponent(mediaCursor) : "");
     el.mediaStatus.textContent = "Loading…";
     el.mediaItem.textContent = itemId;
-    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+    fetch(url, { headers: headers, credentials: "same-origin" })
       .then(function (r) {
         return r.text().then(function (t) { return { status: r.status, text: t, statusText: r.statusText }; });
       })
       .then(function (r) {
-        if (token !== mediaRequest) return;
+        if (!headers.Authorization) learnReads(r.status);
+        if (ticket !== mediaRequest) return;
         var body = parseJson(r.text);
         if (r.status !== 200 || !body || !Array.isArray(body.items)) {
           el.mediaStatus.textContent = "Could not load the list: " +
@@ -318,7 +335,7 @@
           : n + (n === 1 ? " file" : " files") + (mediaCursor ? " shown, more available." : ".");
       })
       .catch(function () {
-        if (token !== mediaRequest) return;
+        if (ticket !== mediaRequest) return;
         el.mediaStatus.textContent = "Could not load the list: " + errorMessage(0, null, "");
       });
   }
@@ -328,8 +345,7 @@
     row.dataset.mediaId = m.id;
     var link = row.querySelector("[data-testid=media-link]");
     link.textContent = m.filename;
-    link.href = m.url;
-    link.setAttribute("download", m.filename);
+    wireDownload(link, m, el.mediaStatus);
     var size = row.querySelector("[data-testid=media-size]");
     size.textContent = formatSize(m.size);
     size.title = m.size + " bytes";
@@ -347,7 +363,8 @@
   function deleteMedia(m, row, button) {
     if (!window.confirm("Delete " + m.filename + "?")) return;
     button.disabled = true;
-    fetch("/api/media/" + encodeURIComponent(m.id), { method: "DELETE", credentials: "same-origin" })
+    fetch("/api/media/" + encodeURIComponent(m.id),
+          { method: "DELETE", headers: withToken({}), credentials: "same-origin" })
       .then(function (r) {
         return r.text().then(function (t) { return { status: r.status, text: t, statusText: r.statusText }; });
       })
@@ -365,6 +382,149 @@
         button.disabled = false;
         el.mediaStatus.textContent = "Could not delete " + m.filename + ": " + errorMessage(0, null, "");
       });
+  }
+
+  // ---- downloads ------------------------------------------------------------------------------
+
+  // A plain link cannot carry a bearer token. When reads need one (or it is not known yet), a
+  // click fetches the file with the header and saves it from a Blob URL instead: the whole file
+  // sits in memory, fine for moderate files; large protected ones want signed URLs.
+  function wireDownload(link, media, statusEl) {
+    link.href = media.url;
+    link.setAttribute("download", media.filename);
+    link.addEventListener("click", function (e) {
+      if (!accessToken() || readsNeedToken === false) return; // the browser follows the link
+      e.preventDefault();
+      downloadWithToken(link, media, statusEl);
+    });
+  }
+
+  function downloadWithToken(link, media, statusEl) {
+    if (link.getAttribute("aria-busy") === "true") return; // one fetch per link at a time
+    link.setAttribute("aria-busy", "true");
+    statusEl.textContent = "Downloading " + media.filename + "…";
+    fetch(media.url, { headers: withToken({}), credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.ok) return r.blob().then(function (blob) { return { blob: blob }; });
+        return r.text().then(function (t) {
+          return { message: errorMessage(r.status, parseJson(t), r.statusText) };
+        });
+      })
+      .then(function (result) {
+        if (!result.blob) {
+          statusEl.textContent = "Could not download " + media.filename + ": " + result.message;
+          return;
+        }
+        saveBlob(result.blob, media.filename);
+        statusEl.textContent = media.filename + " downloaded.";
+      })
+      .catch(function () {
+        statusEl.textContent = "Could not download " + media.filename + ": " + errorMessage(0, null, "");
+      })
+      .then(function () { link.removeAttribute("aria-busy"); });
+  }
+
+  function saveBlob(blob, filename) {
+    // Retyped as octet-stream: a Blob URL belongs to this page's origin, so an uploaded HTML
+    // or SVG file must never render from it, only be saved.
+    var url = URL.createObjectURL(new Blob([blob], { type: "application/octet-stream" }));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = filename;
+    a.hidden = true;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    // Revoking at once can cancel a download the browser has not started reading yet.
+    setTimeout(function () { URL.revokeObjectURL(url); }, BLOB_URL_LIFETIME_MS);
+  }
+
+  // Told by an answer to a request sent without a token (the list, or the probe below).
+  function learnReads(status) {
+    if (status === 401) readsNeedToken = true;
+    else if (status >= 200 && status < 300) readsNeedToken = false;
+  }
+
+  // With a token set and the answer unknown (the page opened with a stored token), ask once,
+  // deliberately without the token, whether anyone may read: if so, links stay plain links and
+  // the browser streams downloads to disk.
+  function probeReads() {
+    var itemId = el.itemId.value.trim();
+    if (readsNeedToken !== null || probingReads || !ITEM_ID.test(itemId)) return;
+    probingReads = true;
+    fetch(itemUrl(itemId) + "?limit=1",
+          { headers: { Accept: "application/json" }, credentials: "omit", cache: "no-store" })
+      .then(function (r) { learnReads(r.status); })
+      .catch(function () { /* still unknown: downloads keep going through fetch */ })
+      .then(function () { probingReads = false; });
+  }
+
+  // ---- the access token -----------------------------------------------------------------------
+
+  function tokenStore() {
+    // sessionStorage, never localStorage: the token must not outlive the tab. Storage can be
+    // switched off, and then the token lives in the field for as long as the page does.
+    try { return window.sessionStorage; } catch (e) { return null; }
+  }
+
+  function accessToken() {
+    var t = el.token.value.trim();
+    return t.length <= TOKEN_MAX && TOKEN.test(t) ? t : "";
+  }
+
+  function withToken(headers) {
+    var token = accessToken();
+    if (token) headers.Authorization = "Bearer " + token;
+    return headers;
+  }
+
+  function checkToken() {
+    var t = el.token.value.trim();
+    var ok = t === "" || (t.length <= TOKEN_MAX && TOKEN.test(t));
+    el.token.setAttribute("aria-invalid", ok ? "false" : "true");
+    el.tokenError.hidden = ok;
+    el.tokenError.textContent = ok ? "" : "Not a valid token: up to " + TOKEN_MAX +
+      " letters, digits and . _ ~ + / -, possibly ending in =, without spaces.";
+    return ok;
+  }
+
+  function saveToken() {
+    checkToken();
+    var token = accessToken();
+    var store = tokenStore();
+    if (store) {
+      try {
+        if (token) store.setItem(TOKEN_KEY, token);
+        else store.removeItem(TOKEN_KEY);
+      } catch (e) { /* quota or privacy mode: the field still holds it */ }
+    }
+    showTokenState();
+    if (token) probeReads();
+  }
+
+  function showTokenState() {
+    el.tokenState.textContent = accessToken()
+      ? "A token is set for this tab."
+      : "No token set.";
+    el.tokenForget.disabled = el.token.value === "";
+  }
+
+  function forgetToken() {
+    el.token.value = "";
+    saveToken();
+    announce("Access token forgotten.");
+    el.token.focus(); // the Forget button is now disabled and would drop the focus
+    loadMedia(false);
+  }
+
+  function restoreToken() {
+    var store = tokenStore();
+    var saved = null;
+    try { saved = store ? store.getItem(TOKEN_KEY) : null; } catch (e) { saved = null; }
+    if (saved) el.token.value = saved;
+    checkToken();
+    showTokenState();
+    if (accessToken()) probeReads();
   }
 
   // ---- wiring ---------------------------------------------------------------------------------
@@ -397,6 +557,10 @@
     el.mediaMore = document.getElementById("media-more");
     el.mediaRefresh = document.getElementById("media-refresh");
     el.mediaTemplate = document.getElementById("media-row-template");
+    el.token = document.getElementById("access-token");
+    el.tokenState = document.getElementById("access-token-state");
+    el.tokenError = document.getElementById("access-token-error");
+    el.tokenForget = document.getElementById("access-token-forget");
 
     el.form.addEventListener("submit", function (e) { e.preventDefault(); });
     el.fileInput.addEventListener("change", function () {
@@ -429,12 +593,17 @@
       if (checkItemId() && el.itemId.value.trim() !== mediaItem) loadMedia(false);
     });
     el.mediaRefresh.addEventListener("click", function () { loadMedia(false); });
+    el.token.addEventListener("input", saveToken);
+    // A new token may open a list that was refused: ask again once the field is left.
+    el.token.addEventListener("change", function () { if (checkToken()) loadMedia(false); });
+    el.tokenForget.addEventListener("click", forgetToken);
     el.mediaMore.addEventListener("click", function () { loadMedia(true); });
 
     window.addEventListener("beforeunload", function (e) {
       if (busy()) { e.preventDefault(); e.returnValue = ""; }
     });
 
+    restoreToken();
     loadMedia(false);
   }
 
