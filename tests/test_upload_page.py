@@ -292,7 +292,10 @@ def test_an_upload_that_keeps_failing_gives_up_after_three_tries(
     for tries in (1, 2):
         expect(row).to_have_attribute("data-state", "retrying")
         assert len(tab.puts) == tries
-        page.clock.run_for(10_000)  # longer than any capped backoff
+        # Up to this try's longest backoff (1 s, then 2 s, +25 % jitter), no further: run_for
+        # lets the page's real event loop run between timers, so a 502 answering the retry at
+        # once would set the next backoff inside a longer window, and it would fire as well.
+        page.clock.run_for(1_250 * tries + 50)
     expect(row).to_have_attribute("data-state", "error")
     expect(row.get_by_test_id("upload-error")).to_have_text(
         "Server unavailable (HTTP 502) (gave up after 3 tries)"
