@@ -24,6 +24,7 @@ from playwright.sync_api import (
     Browser,
     Dialog,
     FilePayload,
+    Locator,
     Page,
     Request,
     Response,
@@ -31,6 +32,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+
+from callback_api.auth import new_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -48,10 +51,12 @@ _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 @dataclass
 class Tab:
-    """A page plus what it did: the uploads it sent, the answers it got, its script errors."""
+    """A page plus what it did: the uploads it sent, the answers it got, every API call, its
+    script errors."""
 
     page: Page
     puts: list[Request] = field(default_factory=list)
+    api: list[Request] = field(default_factory=list)
     answers: list[Response] = field(default_factory=list)
     script_errors: list[str] = field(default_factory=list)
 
@@ -77,11 +82,36 @@ def tab(browser: Browser) -> Iterator[Tab]:
         page = context.new_page()
         tab = Tab(page)
         page.on("request", lambda r: tab.puts.append(r) if r.method == "PUT" else None)
+        page.on("request", lambda r: tab.api.append(r) if "/api/" in r.url else None)
         page.on("response", lambda r: tab.answers.append(r) if r.request.method == "PUT" else None)
         page.on("pageerror", lambda exc: tab.script_errors.append(str(exc)))
         yield tab
     finally:
         context.close()
+
+
+@dataclass
+class Guarded:
+    """A stack with [auth] enabled and one read-write token for it."""
+
+    stack: LiveStack
+    token: str
+
+
+def _guarded_stack(
+    make_stack: Callable[..., LiveStack], tmp_path: Path, *, public_reads: bool = False
+) -> Guarded:
+    token, digest = new_token()
+    tokens = tmp_path / "auth-tokens"
+    tokens.write_text(f"{digest} read,write upload-page\n")
+    tokens.chmod(0o600)
+    auth = {"enabled": True, "tokens_file": str(tokens), "public_reads": public_reads}
+    return Guarded(make_stack(auth=auth), token)
+
+
+@pytest.fixture
+def guarded(make_stack: Callable[..., LiveStack], tmp_path: Path) -> Guarded:
+    return _guarded_stack(make_stack, tmp_path)
 
 
 def _png(width: int, height: int) -> bytes:
@@ -128,6 +158,20 @@ def _until(page: Page, check: Callable[[], bool], timeout_ms: int = 10_000) -> b
             return True
         page.wait_for_timeout(20)
     return check()
+
+
+def _token_field(page: Page) -> Locator:
+    # Exact: the Forget button's name ("Forget access token") contains the words too.
+    return page.get_by_label("Access token (optional)", exact=True)
+
+
+def _authorization(request: Request) -> str | None:
+    return request.header_value("authorization")
+
+
+def _api_calls(tab: Tab) -> list[tuple[str, str, str | None]]:
+    """(method, path and query, Authorization) of every API call the page made, in order."""
+    return [(r.method, r.url.split("/", 3)[3], _authorization(r)) for r in tab.api]
 
 
 def _screenshot(page: Page, name: str) -> None:
@@ -447,4 +491,204 @@ def test_delete_removes_the_file_from_the_list_the_store_and_the_catalog(
     assert dialogs == ["Delete short-lived.txt?"]
     assert stack.media_files() == []
     assert stack.rows() == []
+    assert tab.script_errors == []
+
+
+def test_an_upload_without_a_token_shows_the_401_is_not_retried_and_nothing_is_stored(
+    guarded: Guarded, tab: Tab
+) -> None:
+    stack, page = guarded.stack, tab.page
+    _open_with_paused_clock(page, stack.url + "/")  # a retry timer could only fire on the clock
+    expect(page.get_by_test_id("media-status")).to_have_text(
+        "Could not load the list: Access token missing or not accepted: a bearer token is required"
+    )
+    page.get_by_label("Drop files here, or choose them").set_input_files(
+        {"name": "no token.txt", "mimeType": "text/plain", "buffer": b"refused\n"}
+    )
+
+    row = page.get_by_test_id("upload-row")
+    expect(row).to_have_attribute("data-state", "error")
+    # Nginx's own wording: its auth_request refused the upload before storing a body byte.
+    expect(row.get_by_test_id("upload-error")).to_have_text(
+        "Access token missing or not accepted: a valid bearer token is required"
+    )
+    expect(row.get_by_test_id("upload-result")).to_be_hidden()
+    page.clock.run_for(60_000)  # longer than every backoff: nothing is waiting to retry
+    assert [r.status for r in tab.answers] == [401]
+    assert [_authorization(r) for r in tab.puts] == [None]
+    assert stack.media_files() == []
+    assert stack.rows() == []
+    assert eventually(lambda: stack.temp_files() == [])
+    _screenshot(page, "upload-page-no-token.png")
+    assert tab.script_errors == []
+
+
+def test_with_the_token_two_files_upload_land_on_disk_and_are_listed(
+    guarded: Guarded, tab: Tab
+) -> None:
+    stack, page = guarded.stack, tab.page
+    text = b"sent with a bearer token\n" * 100
+    image = _png(32, 24)
+    files = [("notes.txt", "text/plain", text), ("pixels.png", "image/png", image)]
+
+    page.goto(stack.url + "/")
+    expect(page.get_by_test_id("media-status")).to_contain_text("Access token missing")
+    _token_field(page).fill(guarded.token)
+    expect(page.get_by_test_id("access-token-state")).to_have_text("A token is set for this tab.")
+    page.get_by_label("Drop files here, or choose them").set_input_files(
+        [FilePayload(name=name, mimeType=kind, buffer=data) for name, kind, data in files]
+    )
+
+    rows = page.get_by_test_id("upload-row")
+    expect(rows).to_have_count(2)
+    media_ids = []
+    for row in rows.all():
+        expect(row).to_have_attribute("data-state", "done")
+        media_id = row.get_attribute("data-media-id")
+        assert media_id is not None
+        media_ids.append(media_id)
+    expect(page.get_by_test_id("upload-status")).to_have_text("Finished: 2 uploaded.")
+    listed = page.get_by_test_id("media-row")
+    expect(listed).to_have_count(2)
+    assert sorted(listed.get_by_test_id("media-link").all_inner_texts()) == [
+        "notes.txt",
+        "pixels.png",
+    ]
+
+    assert [sha256_of(_stored_path(stack, i)) for i in media_ids] == [
+        sha256_bytes(text),
+        sha256_bytes(image),
+    ]
+    assert stack.media_files() == sorted(_stored_path(stack, i) for i in media_ids)
+    assert {r["id"]: (r["filename"], r["size"], r["state"]) for r in stack.rows()} == {
+        media_ids[0]: ("notes.txt", len(text), "ready"),
+        media_ids[1]: ("pixels.png", len(image), "ready"),
+    }
+    assert eventually(lambda: stack.temp_files() == [])
+    # The first list was asked for before the token was entered; every call since carries it.
+    bearer = f"Bearer {guarded.token}"
+    calls = _api_calls(tab)
+    assert calls[0] == ("GET", "api/items/demo/media?limit=50", None)
+    assert sorted(calls[1:]) == [
+        ("GET", "api/items/demo/media?limit=50", bearer),
+        ("PUT", "api/items/demo/media?filename=notes.txt", bearer),
+        ("PUT", "api/items/demo/media?filename=pixels.png", bearer),
+    ]
+    assert tab.script_errors == []
+
+
+def test_a_download_link_fetches_the_stored_bytes_with_the_token(
+    guarded: Guarded, tab: Tab
+) -> None:
+    stack, page = guarded.stack, tab.page
+    image = _png(200, 150)
+    bearer = f"Bearer {guarded.token}"
+    stored = httpx.put(
+        f"{stack.url}/api/items/demo/media?filename=photo.png",
+        content=image,
+        headers={"Authorization": bearer, "Content-Type": "image/png"},
+        timeout=30,
+    )
+    assert stored.status_code == 201
+    media_id = stored.json()["id"]
+    content = f"/api/media/{media_id}/content"
+    # The plain link alone is refused: without the page's help a click would save a 401.
+    assert page.request.get(stack.url + content).status == 401
+
+    page.goto(stack.url + "/")
+    _token_field(page).fill(guarded.token)
+    _token_field(page).press("Tab")  # leaving the field asks for the list again
+    link = page.get_by_test_id("media-link")
+    expect(link).to_have_text("photo.png")
+    expect(link).to_have_attribute("href", content)
+    with page.expect_download() as caught:
+        link.click()
+    download = caught.value
+
+    assert download.url.startswith(f"blob:{stack.url}/")
+    assert download.suggested_filename == "photo.png"
+    assert sha256_of(Path(download.path())) == sha256_bytes(image)
+    expect(page.get_by_test_id("media-status")).to_have_text("photo.png downloaded.")
+    expect(link).not_to_have_attribute("aria-busy", "true")
+    assert _api_calls(tab) == [
+        ("GET", "api/items/demo/media?limit=50", None),
+        ("GET", "api/items/demo/media?limit=50", bearer),
+        ("GET", content.lstrip("/"), bearer),
+    ]
+    assert tab.script_errors == []
+
+
+def test_with_public_reads_a_download_stays_a_plain_link(
+    make_stack: Callable[..., LiveStack], tmp_path: Path, tab: Tab
+) -> None:
+    guarded = _guarded_stack(make_stack, tmp_path, public_reads=True)
+    stack, page = guarded.stack, tab.page
+    page.goto(stack.url + "/")
+    expect(page.get_by_test_id("media-status")).to_have_text("No files stored for demo yet.")
+    _token_field(page).fill(guarded.token)
+    page.get_by_label("Drop files here, or choose them").set_input_files(
+        {"name": "open.txt", "mimeType": "text/plain", "buffer": b"anyone may read this\n"}
+    )
+    link = page.get_by_test_id("media-link")
+    expect(link).to_have_text("open.txt")
+    href = link.get_attribute("href")
+    assert href is not None
+
+    with page.expect_download() as caught:
+        link.click()
+    download = caught.value
+
+    # Streamed by the browser from the server, not held in the page's memory.
+    assert download.url == stack.url + href
+    assert Path(download.path()).read_bytes() == b"anyone may read this\n"
+    assert tab.script_errors == []
+
+
+def test_the_token_lives_in_this_tabs_session_storage_until_forget(
+    guarded: Guarded, tab: Tab
+) -> None:
+    stack, page = guarded.stack, tab.page
+    field = _token_field(page)
+    page.goto(stack.url + "/")
+    expect(field).to_have_attribute("type", "password")
+    expect(field).to_have_attribute("autocomplete", "off")
+    expect(page.get_by_test_id("access-token-state")).to_have_text("No token set.")
+    expect(page.get_by_role("button", name="Forget access token")).to_be_disabled()
+    field.fill(guarded.token)
+
+    stored = "sessionStorage.getItem('landing.accessToken')"
+    assert page.evaluate(stored) == guarded.token
+    assert page.evaluate("localStorage.length") == 0
+    # Another tab of the same browser does not get it.
+    other = page.context.new_page()
+    other.goto(stack.url + "/")
+    expect(_token_field(other)).to_have_value("")
+    other.close()
+
+    tab.api.clear()
+    page.reload()
+    expect(field).to_have_value(guarded.token)
+    expect(page.get_by_test_id("media-status")).to_have_text("No files stored for demo yet.")
+    # Opened with a stored token, the page asks once, on purpose without it, whether reads are
+    # open (a plain link would do); they are not, so downloads will go through fetch.
+    bearer = f"Bearer {guarded.token}"
+    assert _until(page, lambda: len(tab.api) == 2)
+    assert sorted(_api_calls(tab), key=str) == sorted(
+        [
+            ("GET", "api/items/demo/media?limit=1", None),
+            ("GET", "api/items/demo/media?limit=50", bearer),
+        ],
+        key=str,
+    )
+    expect(page.get_by_test_id("access-token-state")).to_have_text("A token is set for this tab.")
+    _screenshot(page, "upload-page-token-set.png")
+
+    page.get_by_role("button", name="Forget access token").click()
+    expect(field).to_have_value("")
+    expect(field).to_be_focused()
+    expect(page.get_by_test_id("access-token-state")).to_have_text("No token set.")
+    expect(page.get_by_test_id("upload-status")).to_have_text("Access token forgotten.")
+    expect(page.get_by_test_id("media-status")).to_contain_text("Access token missing")
+    assert page.evaluate(stored) is None
+    assert page.evaluate("localStorage.length") == 0
     assert tab.script_errors == []
