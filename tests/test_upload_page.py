@@ -429,6 +429,29 @@ def test_a_bad_item_id_is_refused_before_anything_is_sent(stack: LiveStack, tab:
     assert tab.script_errors == []
 
 
+def test_a_token_that_is_not_token68_is_refused_before_anything_is_sent(
+    stack: LiveStack, tab: Tab
+) -> None:
+    page = tab.page
+    page.goto(stack.url + "/")
+    expect(page.get_by_test_id("media-status")).to_have_text("No files stored for demo yet.")
+    _token_field(page).fill("pasted with a space")
+    page.get_by_label("Drop files here, or choose them").set_input_files(
+        {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a\n"}
+    )
+    expect(page.get_by_test_id("access-token-error")).to_have_text(
+        "Not a valid token: up to 1024 letters, digits and . _ ~ + / -, possibly ending in =, "
+        "without spaces."
+    )
+    expect(_token_field(page)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("upload-status")).to_have_text(
+        "Fix the access token before uploading."
+    )
+    assert page.evaluate("sessionStorage.length") == 0
+    assert tab.puts == []
+    assert tab.script_errors == []
+
+
 def test_three_uploads_run_at_once_and_the_rest_wait_their_turn(stack: LiveStack, tab: Tab) -> None:
     page = tab.page
     held: list[Route] = []
