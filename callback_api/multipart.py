@@ -48,6 +48,9 @@ _PARAM = re.compile(
 )
 # Only \" and \\ are escapes: browsers send a raw backslash in a name (a\b.txt stays a\b.txt).
 _QUOTED_PAIR = re.compile(r'\\(["\\])')
+# Browsers (WHATWG) never escape: they percent-encode `"`, so a quoted value cannot hold one,
+# and a name ending in a backslash arrives as `"...\"`. Tried when the RFC form fails.
+_BROWSER_PARAM = re.compile(r';[ \t]*([^\s=;"]+)[ \t]*=[ \t]*"([^"]*)"[ \t]*(?=;|\Z)')
 _COPY_CHUNK = 1 << 30  # the kernel caps one copy_file_range call near 2 GiB anyway
 
 
@@ -198,13 +201,18 @@ def _parse_params(value: str, what: str) -> tuple[str, dict[str, str]]:
     pos = 0
     while pos < len(rest) and rest[pos:].strip(" \t") != ";":  # a trailing ";" is harmless
         match = _PARAM.match(rest, pos)
-        if match is None:
-            raise MalformedMultipart(f"malformed {what}: cannot parse {rest[pos:][:80]!r}")
-        key, quoted, token = match.groups()
+        if match is not None:
+            key, quoted, token = match.groups()
+            value = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else token
+        else:
+            match = _BROWSER_PARAM.match(rest, pos)
+            if match is None:
+                raise MalformedMultipart(f"malformed {what}: cannot parse {rest[pos:][:80]!r}")
+            key, value = match.groups()
         key = key.lower()
         if key in params:
             raise MalformedMultipart(f"malformed {what}: parameter {key!r} appears twice")
-        params[key] = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else token
+        params[key] = value
         pos = match.end()
     return kind.strip().lower(), params
 

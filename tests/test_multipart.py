@@ -219,6 +219,17 @@ def test_quoted_pairs_are_unescaped_and_other_backslashes_kept(tmp_path: Path) -
     assert _parse_body(tmp_path, body).files[0].filename == 'a"b\\c\\d.txt'
 
 
+@pytest.mark.parametrize(("sent", "parsed"), [(b"\\", "\\"), (b"dir\\", "dir\\")])
+def test_a_browser_name_ending_in_a_backslash_is_kept(
+    tmp_path: Path, sent: bytes, parsed: str
+) -> None:
+    # Browsers never escape, so `filename="\"` is a name of one backslash, not an open quote
+    # (found by hypothesis through Nginx: it was a 400).
+    body = multipart_body(BOUNDARY, [file_part("file", sent, b"x")])
+
+    assert _parse_body(tmp_path, body).files[0].filename == parsed
+
+
 def test_browser_percent_escapes_in_filename_are_kept_as_sent(tmp_path: Path) -> None:
     # Browsers escape '"' as %22 but leave '%' alone, so decoding would corrupt "100%22.txt".
     body = multipart_body(BOUNDARY, [file_part("file", "say %22hi%22%0D%0A.txt", b"x")])
