@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from callback_api.devstack import Stack, local_overrides
 from callback_api.settings import Settings, load_settings, merge_overrides
+
+# In CI, property tests explore the same examples every run: a submission must not fail on a
+# new random draw that no one saw. Developers keep random exploration (and its database).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_CONFIG = ROOT / "nginx-conf" / "environments" / "dev.toml"
