@@ -205,3 +205,32 @@ def verifier_from(settings: Settings) -> TokenVerifier | None:
     if not section.enabled:
         return None
     return TokenVerifier(section.tokens_file, section.realm, section.public_reads)
+
+
+def add_token(path: Path, scopes: str, label: str) -> str:
+    """Issue a token: append its digest to the tokens file atomically; return the token.
+
+    The token itself is never written anywhere: the caller hands it to the client once.
+    """
+    if not frozenset(scopes.split(",")) <= SCOPES:
+        raise TokenFileError(f"unknown scope in {scopes!r}; use read, write or read,write")
+    if not re.fullmatch(r"[A-Za-z0-9._@:/-]{0,64}", label):
+        raise TokenFileError(f"label {label!r}: up to 64 of A-Z a-z 0-9 . _ @ : / -")
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        text, mode = "", 0o640
+    parse_tokens(text, path)  # never extend a file the app would refuse
+    token, digest = new_token()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += f"{digest} {scopes} {label}".rstrip() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A new file, then rename: the app re-reads a changed file and must never see half of one.
+    scratch = path.with_name(f".{path.name}.tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & ~0o002)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(scratch, path)
+    return token

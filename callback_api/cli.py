@@ -142,6 +142,24 @@ def cmd_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from callback_api.auth import TokenFileError, add_token
+
+    settings = load_settings(environment_file(args.root, args.env))
+    path = settings.auth.tokens_file
+    try:
+        token = add_token(path, args.scopes, args.label)
+    except TokenFileError as exc:
+        print(f"landing: {exc}", file=sys.stderr)
+        return 1
+    # The token goes to stdout alone (for scripts); the explanation to stderr.
+    print(f"landing: added a {args.scopes} token to {path}; it is shown once:", file=sys.stderr)
+    if not settings.auth.enabled:
+        print(f"landing: note: [auth] is not enabled in {args.env}", file=sys.stderr)
+    print(token)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from callback_api.check import check
     from callback_api.devstack import StackError, find_nginx
@@ -290,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env(secret)
     secret.add_argument("--rotate", action="store_true", help="replace an existing secret")
     secret.set_defaults(func=cmd_secret)
+
+    token = sub.add_parser(
+        "token", help="issue a bearer token: its digest goes to auth.tokens_file, it to stdout"
+    )
+    _add_env(token)
+    token.add_argument(
+        "--scopes", default="read,write", help="read, write or read,write (default: read,write)"
+    )
+    token.add_argument("--label", default="", help="a name for logs, e.g. ci-uploader")
+    token.set_defaults(func=cmd_token)
     _add_maintenance_commands(sub)
     return parser
 
