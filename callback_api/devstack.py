@@ -72,7 +72,8 @@ def prepare(settings: Settings) -> Path:
     return conf_dir / "nginx.conf"
 
 
-def _wait_until(ready: Any, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+def wait_until(ready: Any, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    """Poll ``ready()`` until true; fail at once if the process exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -157,7 +158,7 @@ class Stack:
             # Own session: a Ctrl-C reaches `landing up`, which then stops us in order.
             start_new_session=True,
         )
-        _wait_until(lambda: _accepts_unix(socket_path), self.app, "the app (uvicorn)", timeout)
+        wait_until(lambda: _accepts_unix(socket_path), self.app, "the app (uvicorn)", timeout)
 
     def start_nginx(self, timeout: float = 15.0) -> None:
         runtime = self.settings.nginx.runtime_dir
@@ -176,7 +177,7 @@ class Stack:
             start_new_session=True,
         )
         listeners = self.settings.server.listen
-        _wait_until(
+        wait_until(
             lambda: all(_accepts_tcp(x.address, x.port) for x in listeners),
             self.nginx,
             "Nginx",

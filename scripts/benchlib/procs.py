@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib.units import KiB
+from callback_api.devstack import stop_process, wait_until
 
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -128,28 +129,14 @@ def accepts(port: int) -> bool:
 def wait_ready(
     process: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, timeout: float = 30.0
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode} while starting")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+    wait_until(ready, process, what, timeout)
 
 
 def stop(
     process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0
 ) -> None:
     """Stop one process we started, by its pid: politely, then for sure."""
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, sig, timeout)
 
 
 @dataclass(frozen=True)
