@@ -30,6 +30,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from callback_api.errors import Forbidden, Unauthenticated, Unavailable
+from callback_api.replace_file import replace_file
 from callback_api.schemas import ErrorBody
 from callback_api.settings import Settings
 
@@ -226,11 +227,6 @@ def add_token(path: Path, scopes: str, label: str) -> str:
     if text and not text.endswith("\n"):
         text += "\n"
     text += f"{digest} {scopes} {label}".rstrip() + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A new file, then rename: the app re-reads a changed file and must never see half of one.
-    scratch = path.with_name(f".{path.name}.tmp")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & ~0o002)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(scratch, path)
+    replace_file(path, text, mode & ~0o002)
     return token

@@ -31,6 +31,7 @@ from typing import Any
 from callback_api.catalog import now as iso_now
 from callback_api.progress import NoProgress, Progress
 from callback_api.render import HASHED_ASSET
+from callback_api.replace_file import replace_file
 
 HISTORY = ".landing-builds.json"
 _COMPRESSED = (".gz", ".br")
@@ -166,7 +167,5 @@ def clean_static(
                 report.removed.append(path)
     progress.finish()
     if apply:
-        scratch = static_root / f"{HISTORY}.tmp"
-        scratch.write_text(json.dumps({"builds": kept}, indent=2) + "\n", encoding="utf-8")
-        os.replace(scratch, static_root / HISTORY)
+        replace_file(static_root / HISTORY, json.dumps({"builds": kept}, indent=2) + "\n")
     return report

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 
+from callback_api.replace_file import replace_file
 from callback_api.settings import Settings
 
 # Where the committed renders of dev pretend the project lives (relative dev paths resolve
@@ -159,12 +160,8 @@ def render(settings: Settings, templates_dir: Path | None = None) -> dict[str, s
 
 def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
     """Write rendered files atomically (temp name, then rename) so Nginx never reads half."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():
-        target = out_dir / name
-        scratch = target.with_name(f".{name}.tmp")
-        scratch.write_text(text, encoding="utf-8")
-        os.replace(scratch, target)
-        written.append(target)
+        replace_file(out_dir / name, text)
+        written.append(out_dir / name)
     return written

@@ -6,11 +6,10 @@ header. Both are written together by ``ensure_secret`` so they cannot disagree.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-from pathlib import Path
 
+from callback_api.replace_file import replace_file
 from callback_api.settings import Settings
 
 HEADER = "X-Landing-Secret"
@@ -34,22 +33,13 @@ def read_secret(settings: Settings) -> str:
     return value
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text)
-    os.replace(scratch, path)
-
-
 def ensure_secret(settings: Settings, rotate: bool = False) -> str:
     """Create the secret and its Nginx snippet if missing (or on rotation); return the secret."""
     if rotate or not settings.app.secret_file.exists():
-        _write_private(settings.app.secret_file, secrets.token_urlsafe(32) + "\n")
+        replace_file(settings.app.secret_file, secrets.token_urlsafe(32) + "\n", 0o600)
     value = read_secret(settings)
     snippet = f'proxy_set_header {HEADER} "{value}";\n'
     conf = settings.secret_conf
     if rotate or not conf.exists() or conf.read_text(encoding="ascii") != snippet:
-        _write_private(conf, snippet)
+        replace_file(conf, snippet, 0o600)
     return value
