@@ -4,7 +4,6 @@ never a 500, never a file outside the media root."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LiveStack
-from helpers import eventually, raw_request, status_of
+from helpers import eventually, raw_request, sha256_of, status_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multipart_bodies import file_part, multipart_body
@@ -81,10 +80,10 @@ def _assert_stored_safely(
 
 @pytest.fixture
 def passwd_unchanged() -> Callable[[], None]:
-    digest = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()
+    digest = sha256_of(Path("/etc/passwd"))
 
     def check() -> None:
-        assert hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest() == digest
+        assert sha256_of(Path("/etc/passwd")) == digest
         assert os.stat("/etc/passwd").st_nlink == 1
 
     return check

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import sha256_bytes, sha256_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multipart_bodies import field_part, file_part, multipart_body, raw_part
@@ -30,10 +31,6 @@ from callback_api.multipart import (
 
 BOUNDARY = b"----WebKitFormBoundary7MA4YWxkTrZu0gW"
 DASH = b"--" + BOUNDARY
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _parse(path: Path, boundary: bytes = BOUNDARY, limits: MultipartLimits | None = None) -> Form:
@@ -74,7 +71,7 @@ def _copy_all(body_path: Path, form: Form, out_dir: Path) -> list[Path]:
 
 def _copied_sha256(tmp_path: Path, body: bytes) -> list[str]:
     body_path = _land(tmp_path, body)
-    return [_sha256(p.read_bytes()) for p in _copy_all(body_path, _parse(body_path), tmp_path)]
+    return [sha256_of(p) for p in _copy_all(body_path, _parse(body_path), tmp_path)]
 
 
 # --- files round-trip -------------------------------------------------------------------------
@@ -92,7 +89,7 @@ def test_one_file_part_is_located_and_copied_exactly(tmp_path: Path) -> None:
         files=[FilePart("file", "cat.png", "image/png", offset, len(content))], fields=[]
     )
     [copied] = _copy_all(body_path, form, tmp_path)
-    assert _sha256(copied.read_bytes()) == _sha256(content)
+    assert sha256_of(copied) == sha256_bytes(content)
 
 
 def test_several_file_parts_are_copied_in_order(tmp_path: Path) -> None:
@@ -100,7 +97,7 @@ def test_several_file_parts_are_copied_in_order(tmp_path: Path) -> None:
     parts = [file_part(f"file{i}", f"f{i}.bin", c) for i, c in enumerate(contents)]
 
     assert _copied_sha256(tmp_path, multipart_body(BOUNDARY, parts)) == [
-        _sha256(c) for c in contents
+        sha256_bytes(c) for c in contents
     ]
 
 
@@ -113,7 +110,7 @@ def test_content_with_boundary_fragments_round_trips(tmp_path: Path) -> None:
     )
 
     assert _copied_sha256(tmp_path, multipart_body(BOUNDARY, [file_part("f", "a", content)])) == [
-        _sha256(content)
+        sha256_bytes(content)
     ]
 
 
@@ -122,7 +119,7 @@ def test_crlf_at_the_start_and_end_of_content_round_trips(tmp_path: Path) -> Non
     parts = [file_part("f", f"{i}.txt", c) for i, c in enumerate(contents)]
 
     assert _copied_sha256(tmp_path, multipart_body(BOUNDARY, parts)) == [
-        _sha256(c) for c in contents
+        sha256_bytes(c) for c in contents
     ]
 
 
@@ -131,7 +128,7 @@ def test_random_binary_content_round_trips(tmp_path: Path) -> None:
     assert b"\r\n" + DASH not in content
 
     assert _copied_sha256(tmp_path, multipart_body(BOUNDARY, [file_part("f", "r", content)])) == [
-        _sha256(content)
+        sha256_bytes(content)
     ]
 
 
@@ -290,7 +287,7 @@ def test_a_body_built_by_httpx_is_split(tmp_path: Path) -> None:
     assert form.fields == [("title", "cat")]
     [(part, copied)] = zip(form.files, _copy_all(body_path, form, tmp_path), strict=True)
     assert (part.field_name, part.filename, part.content_type) == ("file", "cat.jpg", "image/jpeg")
-    assert _sha256(copied.read_bytes()) == _sha256(content)
+    assert sha256_of(copied) == sha256_bytes(content)
 
 
 def _capture_curl_upload(curl_args: list[str]) -> tuple[str, bytes]:
@@ -345,7 +342,7 @@ def test_a_body_sent_by_curl_form_is_split(tmp_path: Path) -> None:
         "image/png",
     )
     [copied] = _copy_all(body_path, form, tmp_path)
-    assert _sha256(copied.read_bytes()) == _sha256(content)
+    assert sha256_of(copied) == sha256_bytes(content)
 
 
 # --- malformed bodies --------------------------------------------------------------------------
@@ -731,14 +728,6 @@ def _write_large_body(path: Path, file_sizes: list[int]) -> list[str]:
     return digests
 
 
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def test_a_200_mb_body_is_split_and_copied_in_constant_memory(tmp_path: Path) -> None:
     body_path = tmp_path / "body"
     digests = _write_large_body(body_path, [120 * 1024 * 1024, 80 * 1024 * 1024])
@@ -751,7 +740,7 @@ def test_a_200_mb_body_is_split_and_copied_in_constant_memory(tmp_path: Path) ->
 
     assert growth[0] < 16 * 1024 * 1024, f"anonymous memory grew by {growth[0]} bytes"
     assert [p.length for p in form.files] == [120 * 1024 * 1024, 80 * 1024 * 1024]
-    assert [_sha256_of_file(p) for p in copied] == digests
+    assert [sha256_of(p) for p in copied] == digests
 
 
 def test_the_memory_sampler_sees_a_body_read_into_python(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ Nginx only to lose an answer or hold requests, which a real network can do at an
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import zlib
@@ -247,7 +246,7 @@ def test_two_files_with_unicode_names_upload_and_land_on_disk_and_in_the_catalog
     expect(page.get_by_test_id("upload-status")).to_have_text("Finished: 2 uploaded.")
     for media_id, (_, _, data) in zip(media_ids, files, strict=True):
         download = page.request.get(f"{stack.url}/api/media/{media_id}/content")
-        assert (download.status, hashlib.sha256(download.body()).hexdigest()) == (
+        assert (download.status, sha256_bytes(download.body())) == (
             200,
             sha256_bytes(data),
         )
