@@ -22,7 +22,6 @@ import json
 import os
 import sqlite3
 import stat
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from callback_api.catalog import now as iso_now
 from callback_api.progress import NoProgress, Progress
 from callback_api.settings import Settings
 from callback_api.store import MediaStore, StorageError
+from callback_api.sweep import cutoff, last_change
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _scan_files(store: MediaStore, report: ReconcileReport, progress: Progress) 
         if not stat.S_ISREG(info.st_mode):
             report.skipped.append(path)
             continue
-        files[media_id] = max(info.st_mtime, info.st_ctime)
+        files[media_id] = last_change(info)
     report.files_scanned = len(files)
     return files
 
@@ -156,8 +156,7 @@ def reconcile(
     claim must be before it is judged; 0 is only safe while no app is running.
     """
     progress = progress or NoProgress("reconcile")
-    limit = settings.longest_request_seconds if min_age is None else min_age
-    cutoff = (time.time() if now is None else now) - limit
+    limit, before = cutoff(settings, now, min_age)
     report = ReconcileReport(applied=apply, min_age_seconds=limit)
     store = MediaStore(settings.paths.media_root, settings.uploads.durable)
     if apply:
@@ -179,7 +178,7 @@ def reconcile(
         for media_id, changed in files.items():
             if media_id in ready or media_id in pending:
                 continue
-            if changed >= cutoff:
+            if changed >= before:
                 report.recent += 1
                 continue
             report.orphan_files.append(media_id)
@@ -191,7 +190,7 @@ def reconcile(
                     )
 
         for media_id, record in pending.items():
-            if _timestamp(record.created_at) >= cutoff:
+            if _timestamp(record.created_at) >= before:
                 report.recent += 1
                 continue
             report.stale_pending.append(media_id)
@@ -214,7 +213,7 @@ def reconcile(
             if apply:
                 catalog.delete(media_id)
 
-        report.stale_claims = _stale_claims(settings.paths.database, cutoff)
+        report.stale_claims = _stale_claims(settings.paths.database, before)
         if apply:
             for claim in report.stale_claims:
                 # Deletes the claim only while it is still unfinished (media_ids IS NULL).

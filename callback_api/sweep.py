@@ -61,9 +61,16 @@ def is_temp_name(relative: Path, levels: tuple[int, ...]) -> bool:
     return True
 
 
-def _age(info: os.stat_result, now: float) -> float:
+def last_change(info: os.stat_result) -> float:
     # ctime too: a link or chmod by the app is activity of the request as well.
-    return now - max(info.st_mtime, info.st_ctime)
+    return max(info.st_mtime, info.st_ctime)
+
+
+def cutoff(settings: Settings, now: float | None, min_age: float | None) -> tuple[float, float]:
+    """(min age, the moment before which a change is that old): ``min_age`` defaults to the
+    longest request. Taken once per run: a file only grows older while it is scanned."""
+    limit = settings.longest_request_seconds if min_age is None else min_age
+    return limit, (time.time() if now is None else now) - limit
 
 
 def sweep(
@@ -75,7 +82,7 @@ def sweep(
 ) -> SweepReport:
     """Find (and with ``apply`` remove) body files older than the longest request."""
     progress = progress or NoProgress("sweep")
-    limit = settings.longest_request_seconds if min_age is None else min_age
+    limit, before = cutoff(settings, now, min_age)
     report = SweepReport(applied=apply, min_age_seconds=limit)
     temp_dir = settings.paths.temp_dir
     levels = settings.uploads.temp_levels
@@ -91,23 +98,23 @@ def sweep(
                 report.foreign.append(path)
                 continue
             report.scanned += 1
-            if _age(info, now if now is not None else time.time()) <= limit:
+            if last_change(info) >= before:
                 report.recent += 1
                 continue
             report.stale.append(path)
             report.stale_bytes += info.st_size
-            if apply and _still_stale(path, info, limit, now):
+            if apply and _still_stale(path, info, before):
                 path.unlink(missing_ok=True)
                 report.removed.append(path)
     progress.finish()
     return report
 
 
-def _still_stale(path: Path, seen: os.stat_result, limit: float, now: float | None) -> bool:
+def _still_stale(path: Path, seen: os.stat_result, before: float) -> bool:
     """The same inode, still untouched: Nginx cannot reuse a name that still exists."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return False
     same = (info.st_ino, info.st_dev) == (seen.st_ino, seen.st_dev)
-    return same and _age(info, now if now is not None else time.time()) > limit
+    return same and last_change(info) < before
