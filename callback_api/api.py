@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -14,11 +13,12 @@ from callback_api.deps import ITEM_ID, Parts, PartsDep
 from callback_api.errors import Invalid, NotFound
 from callback_api.filenames import content_disposition
 from callback_api.schemas import ErrorBody, Media, MediaPage
+from callback_api.store import MEDIA_ID as MEDIA_ID_RE
+from callback_api.store import MEDIA_ID_PATTERN
 
 # Browsers must never run stored active content in our origin.
 SANDBOX_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
 ACCEL_PREFIX = "/_landing/media/"
-MEDIA_ID = r"^[0-9a-f]{32}$"
 
 # Every error is an ErrorBody, 422 included (not FastAPI's list of validation errors); 503
 # when the catalog stays locked past its busy timeout.
@@ -28,7 +28,7 @@ router = APIRouter(
     responses={code: {"model": ErrorBody} for code in (404, 422, 503)},
 )
 ItemId = Annotated[str, Path(pattern=ITEM_ID, description="the item the media belongs to")]
-MediaId = Annotated[str, Path(pattern=MEDIA_ID, description="a media id (32 hex digits)")]
+MediaId = Annotated[str, Path(pattern=MEDIA_ID_PATTERN, description="a media id (32 hex digits)")]
 
 
 @router.get("/items/{item_id}/media", response_model=MediaPage)
@@ -36,7 +36,7 @@ def read_item_media(
     parts: PartsDep,
     item_id: ItemId,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=MEDIA_ID)] = None,
+    cursor: Annotated[str | None, Query(pattern=MEDIA_ID_PATTERN)] = None,
 ) -> MediaPage:
     """List an item's media, oldest first; pass `next_cursor` back as `cursor` for more."""
     records, next_cursor = parts.catalog.list_item(item_id, limit, cursor)
@@ -80,9 +80,6 @@ def read_media_content(parts: PartsDep, media_id: MediaId) -> Response:
     return content_response(parts, media_id)
 
 
-_MEDIA_ID = re.compile(MEDIA_ID)
-
-
 async def serve_media_content(request: Request) -> Response:
     """`read_media_content` as a plain Starlette endpoint: one runs per download, and
     FastAPI's per-request machinery cost more than the lookup itself."""
@@ -90,8 +87,8 @@ async def serve_media_content(request: Request) -> Response:
     if verifier is not None:
         verifier.authorize(request.headers.get("authorization"), request.method)
     media_id: str = request.path_params["media_id"]
-    if not _MEDIA_ID.match(media_id):
-        raise Invalid(f"media id {media_id!r} does not match {MEDIA_ID}")
+    if not MEDIA_ID_RE.match(media_id):
+        raise Invalid(f"media id {media_id!r} does not match {MEDIA_ID_PATTERN}")
     parts: Parts = request.app.state.parts
     return await run_in_threadpool(content_response, parts, media_id)
 

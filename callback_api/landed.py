@@ -25,7 +25,6 @@ _TEMP_NAME = re.compile(r"^\d{10}$")
 class LandedFile:
     """An open body file; the caller closes it (it is a context manager)."""
 
-    path: Path
     fd: int
     size: int
 
@@ -49,20 +48,16 @@ class LandedFile:
         self.close()
 
 
-def _check_shape(path: Path, temp_dir: Path, levels: tuple[int, ...]) -> None:
-    try:
-        relative = path.relative_to(temp_dir)
-    except ValueError:
-        raise Forbidden(f"upload path {str(path)!r} is not under the temp dir") from None
+def _check_shape(relative: Path, header_path: str, levels: tuple[int, ...]) -> None:
     parts = relative.parts
     name = parts[-1] if parts else ""
     if len(parts) != len(levels) + 1 or not _TEMP_NAME.match(name):
-        raise Forbidden(f"upload path {str(path)!r} is not an Nginx temp file name")
+        raise Forbidden(f"upload path {header_path!r} is not an Nginx temp file name")
     # Nginx names each level directory after the name's trailing digits.
     end = len(name)
     for level, directory in zip(levels, parts[:-1], strict=True):
         if directory != name[end - level : end]:
-            raise Forbidden(f"upload path {str(path)!r} is not an Nginx temp file name")
+            raise Forbidden(f"upload path {header_path!r} is not an Nginx temp file name")
         end -= level
 
 
@@ -112,11 +107,11 @@ def open_landed(
         relative = path.relative_to(temp_dir)
     except ValueError:
         raise Forbidden(f"upload path {header_path!r} is not under the temp dir") from None
-    _check_shape(path, temp_dir, levels)
+    _check_shape(relative, header_path, levels)
     # No realpath check: the walk opens one component at a time with O_NOFOLLOW, so no
     # symlink below the temp dir is ever followed, and there is no check-then-open race.
     fd = _open_beneath(temp_dir, relative, header_path)
-    landed = LandedFile(path, fd, 0)
+    landed = LandedFile(fd, 0)
     with contextlib.ExitStack() as on_error:
         on_error.callback(landed.close)
         info = os.fstat(fd)

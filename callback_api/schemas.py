@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from callback_api.catalog import MediaRecord
+from callback_api.store import MEDIA_ID_PATTERN
 
 
 class Media(BaseModel):
-    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    id: str = Field(pattern=MEDIA_ID_PATTERN)
     item_id: str
     filename: str
     content_type: str
@@ -23,21 +24,12 @@ class Media(BaseModel):
 
     @classmethod
     def of(cls, record: MediaRecord) -> Media:
-        return cls(
-            id=record.id,
-            item_id=record.item_id,
-            filename=record.filename,
-            content_type=record.content_type,
-            size=record.size,
-            sha256=record.sha256,
-            created_at=record.created_at,
-            url=f"/api/media/{record.id}/content",
-            fields=json.loads(record.fields),
-        )
+        return cls(**media_json(record))
 
 
 def media_json(record: MediaRecord) -> dict[str, Any]:
-    """``Media.of(record)`` as JSON-ready data, without building a model (the upload path)."""
+    """A record as the API shows it, as plain data: the upload path answers with it without
+    building a model; ``Media.of`` builds the model from it."""
     return {
         "id": record.id,
         "item_id": record.item_id,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from callback_api.errors import Conflict, InsufficientStorage, LandingError, NotFound
 
-MEDIA_ID = re.compile(r"^[0-9a-f]{32}$")
+MEDIA_ID_PATTERN = r"^[0-9a-f]{32}$"
+MEDIA_ID = re.compile(MEDIA_ID_PATTERN)
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -41,8 +42,7 @@ def translate_os_error(exc: OSError, doing: str) -> LandingError:
         return InsufficientStorage(f"no space left while {doing}")
     if exc.errno == errno.EEXIST:
         return Conflict(f"already exists while {doing}")
-    error = LandingError(f"{doing} failed: {exc.strerror}")
-    return error
+    return LandingError(f"{doing} failed: {exc.strerror}")
 
 
 class MediaStore:
@@ -59,68 +59,70 @@ class MediaStore:
     def path_for(self, media_id: str) -> Path:
         return self.root / self.relative_path(media_id)
 
-    def _shard_dir(self, media_id: str) -> Path:
+    def _open_shard(self, media_id: str) -> int:
+        """An fd of the media's shard directory, created on first use (and synced, if durable:
+        a crash must not lose the new directory entries)."""
         shard = self.path_for(media_id).parent
-        if not shard.is_dir():
-            # New directories must reach the disk too, or a crash could lose the entry.
-            created = []
-            for directory in (shard.parent, shard):
-                try:
-                    directory.mkdir()
-                    created.append(directory)
-                except FileExistsError:
-                    pass
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            return os.open(shard, flags)
+        except FileNotFoundError:
+            pass
+        for directory in (shard.parent, shard):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
             if self.durable:
-                for directory in created:
-                    _fsync_dir(directory.parent)
-        return shard
+                _fsync_dir(directory.parent)
+        return os.open(shard, flags)
 
-    def link_in(self, fd: int, media_id: str) -> Path:
+    def link_in(self, fd: int, media_id: str) -> None:
         """Give the open (validated) body file a second name in the store.
 
         Linking the open descriptor through /proc links exactly the inode that was checked,
         whatever happened to the temp name since. Nginx removes the temp name afterwards.
         """
-        target = self.path_for(media_id)
         try:
             if self.durable:
                 os.fsync(fd)
-            shard_fd = os.open(
-                self._shard_dir(media_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-            )
+            shard_fd = self._open_shard(media_id)
             try:
                 # A dir fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which resolves the
                 # /proc magic link to the open inode; plain link() would refuse it (EXDEV).
-                os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=shard_fd)
+                os.link(f"/proc/self/fd/{fd}", media_id, dst_dir_fd=shard_fd)
                 if self.durable:
                     os.fsync(shard_fd)
             finally:
                 os.close(shard_fd)
         except OSError as exc:
             raise translate_os_error(exc, "storing the file") from exc
-        return target
 
     @contextlib.contextmanager
     def create(self, media_id: str) -> Iterator[int]:
         """A new, empty file in the store for content copied in by the kernel."""
-        target = self.path_for(media_id)
         try:
-            shard = self._shard_dir(media_id)
-            fd = os.open(
-                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-            )
+            shard_fd = self._open_shard(media_id)
         except OSError as exc:
             raise translate_os_error(exc, "creating the file") from exc
         try:
-            yield fd
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+                fd = os.open(media_id, flags, 0o600, dir_fd=shard_fd)
+            except OSError as exc:
+                raise translate_os_error(exc, "creating the file") from exc
+            try:
+                yield fd
+                if self.durable:
+                    os.fsync(fd)
+            except OSError as exc:
+                raise translate_os_error(exc, "writing the file") from exc
+            finally:
+                os.close(fd)
             if self.durable:
-                os.fsync(fd)
-        except OSError as exc:
-            raise translate_os_error(exc, "writing the file") from exc
+                os.fsync(shard_fd)
         finally:
-            os.close(fd)
-        if self.durable:
-            _fsync_dir(shard)
+            os.close(shard_fd)
 
     def remove(self, media_id: str) -> bool:
         try:
