@@ -161,6 +161,13 @@ def reconcile(
     store = MediaStore(settings.paths.media_root, settings.uploads.durable)
     if apply:
         _check_quarantine(settings)
+
+    def aside(media_id: str, reason: str, row: MediaRecord | None) -> None:
+        # The file may never have been linked (a pending row) or be gone already.
+        with contextlib.suppress(FileNotFoundError):
+            path, quarantine = store.path_for(media_id), settings.paths.quarantine_dir
+            report.quarantined.append(_quarantine(path, quarantine, media_id, reason, row))
+
     own_catalog = catalog is None
     catalog = catalog or open_catalog(settings.paths.database, settings.uploads.durable)
     try:
@@ -183,11 +190,7 @@ def reconcile(
                 continue
             report.orphan_files.append(media_id)
             if apply and catalog.get(media_id) is None:
-                path = store.path_for(media_id)
-                with contextlib.suppress(FileNotFoundError):
-                    report.quarantined.append(
-                        _quarantine(path, settings.paths.quarantine_dir, media_id, "orphan", None)
-                    )
+                aside(media_id, "orphan", None)
 
         for media_id, record in pending.items():
             if _timestamp(record.created_at) >= before:
@@ -198,13 +201,7 @@ def reconcile(
                 catalog.discard([media_id], None)
                 # Only a pending row is discarded; if it became ready meanwhile, keep all.
                 if catalog.get(media_id) is None:
-                    path = store.path_for(media_id)
-                    with contextlib.suppress(FileNotFoundError):
-                        report.quarantined.append(
-                            _quarantine(
-                                path, settings.paths.quarantine_dir, media_id, "pending", record
-                            )
-                        )
+                    aside(media_id, "pending", record)
 
         for media_id in sorted(ready - files.keys()):
             if store.path_for(media_id).exists():
