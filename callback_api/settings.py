@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -261,6 +261,24 @@ class Quota(_Section):
     max_bytes_per_item: NginxSize | None = None
 
 
+_S = TypeVar("_S", bound=_Section)
+
+
+def _resolved(section: _S, where: str, base: Path, tier: str) -> _S:
+    """The section with its relative paths resolved against ``base``; only dev may have any,
+    since a deployed config must not depend on where the project was checked out."""
+    relative = {n: v for n, v in section if isinstance(v, Path) and not v.is_absolute()}
+    if not relative:
+        return section
+    if tier != "dev":
+        name = next(iter(relative))
+        raise ValueError(
+            f"{where}.{name} = {str(relative[name])!r} is relative; "
+            f"a {tier} environment needs absolute paths"
+        )
+    return section.model_copy(update={n: base / v for n, v in relative.items()})
+
+
 class Settings(_Section):
     """An environment: the only input of the templates and of ``create_app``."""
 
@@ -289,33 +307,12 @@ class Settings(_Section):
         object.__setattr__(self, "base_dir", base)
         for section_name in ("nginx", "paths", "app", "service", "auth"):
             section = getattr(self, section_name)
-            if self.tier != "dev":
-                # A deployed config must not depend on where the project was checked out.
-                for name, value in section:
-                    if isinstance(value, Path) and not value.is_absolute():
-                        raise ValueError(
-                            f"{section_name}.{name} = {str(value)!r} is relative; "
-                            f"a {self.tier} environment needs absolute paths"
-                        )
-            updates = {
-                name: base / value
-                for name, value in section
-                if isinstance(value, Path) and not value.is_absolute()
-            }
-            if updates:
-                object.__setattr__(self, section_name, section.model_copy(update=updates))
+            resolved = _resolved(section, section_name, base, self.tier)
+            object.__setattr__(self, section_name, resolved)
         tls = self.server.tls
         if tls is not None:
-            relative = {n: v for n, v in tls if isinstance(v, Path) and not v.is_absolute()}
-            if relative and self.tier != "dev":
-                name = next(iter(relative))
-                raise ValueError(
-                    f"server.tls.{name} = {str(relative[name])!r} is relative; "
-                    f"a {self.tier} environment needs absolute paths"
-                )
-            if relative:
-                tls = tls.model_copy(update={n: base / v for n, v in relative.items()})
-                object.__setattr__(self, "server", self.server.model_copy(update={"tls": tls}))
+            tls = _resolved(tls, "server.tls", base, self.tier)
+            object.__setattr__(self, "server", self.server.model_copy(update={"tls": tls}))
         return self
 
     @model_validator(mode="after")
