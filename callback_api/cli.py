@@ -11,13 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from callback_api.settings import SettingsError, load_settings
+from callback_api.settings import Settings, SettingsError, load_settings
 
 DEFAULT_ROOT = Path.cwd()
 
 
 def environment_file(root: Path, env: str) -> Path:
     return root / "nginx-conf" / "environments" / f"{env}.toml"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(environment_file(args.root, args.env))
 
 
 def _add_env(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +140,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_secret(args: argparse.Namespace) -> int:
     from callback_api.shared_secret import ensure_secret
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     ensure_secret(settings, rotate=args.rotate)
     print(f"secret: {settings.app.secret_file}\nnginx snippet: {settings.secret_conf}")
     return 0
@@ -145,7 +149,7 @@ def cmd_secret(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from callback_api.auth import TokenFileError, add_token
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     path = settings.auth.tokens_file
     try:
         token = add_token(path, args.scopes, args.label)
@@ -164,7 +168,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from callback_api.check import check
     from callback_api.devstack import StackError, find_nginx
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     try:
         nginx = args.nginx or find_nginx()
     except StackError as exc:
@@ -189,7 +193,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from callback_api.progress import Progress
     from callback_api.sweep import sweep
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     report = sweep(settings, apply=args.apply, progress=Progress("sweep: scanning"))
     _print_paths(report.stale)
     print(report.summary())
@@ -201,7 +205,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from callback_api.reconcile import reconcile
     from callback_api.store import StorageError
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     try:
         report = reconcile(settings, apply=args.apply, progress=Progress("reconcile: scanning"))
     except StorageError as exc:
@@ -223,7 +227,7 @@ def cmd_clean_static(args: argparse.Namespace) -> int:
     from callback_api.clean_static import ManifestError, clean_static
     from callback_api.progress import Progress
 
-    settings = load_settings(environment_file(args.root, args.env))
+    settings = _settings(args)
     try:
         report = clean_static(
             settings.paths.static_root,
@@ -254,22 +258,22 @@ def _add_maintenance_commands(sub: Any) -> None:
     check_cmd.add_argument("--keep", type=Path, help="render into this dir and keep it")
     check_cmd.set_defaults(func=cmd_check)
 
+    commands = {}
     for name, func, text in (
         ("sweep", cmd_sweep, "remove body files older than the longest request"),
         ("reconcile", cmd_reconcile, "repair media files and rows that do not agree"),
         ("clean-static", cmd_clean_static, "remove hashed assets no recent build names"),
     ):
-        command = sub.add_parser(name, help=f"{text} (dry run unless --apply)")
+        commands[name] = command = sub.add_parser(name, help=f"{text} (dry run unless --apply)")
         _add_env(command)
         command.add_argument("--apply", action="store_true", help="act, not only report")
-        if name == "clean-static":
-            command.add_argument(
-                "--manifest", type=Path, required=True, help="the current build's manifest"
-            )
-            command.add_argument(
-                "--keep", type=int, default=3, help="builds to keep, the current one included"
-            )
         command.set_defaults(func=func)
+    commands["clean-static"].add_argument(
+        "--manifest", type=Path, required=True, help="the current build's manifest"
+    )
+    commands["clean-static"].add_argument(
+        "--keep", type=int, default=3, help="builds to keep, the current one included"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
