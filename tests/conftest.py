@@ -111,6 +111,11 @@ class LiveStack:
         finally:
             conn.close()
 
+    def media_path(self, media_id: str) -> Path:
+        """Where a stored file lives: sharded by the id's first two byte pairs. Spelled out here,
+        not taken from the store, so that the tests check the layout rather than repeat it."""
+        return self.media_root / media_id[:2] / media_id[2:4] / media_id
+
     def media_files(self) -> list[Path]:
         return sorted(p for p in self.media_root.rglob("*") if p.is_file())
 

@@ -99,7 +99,7 @@ def test_app_killed_at_each_step_loses_no_acknowledged_upload_and_leaves_nothing
     state, linked = LEFT_AT_STEP[step]
     row = _by_name(stack).get("crash.bin")
     assert (row["state"] if row else None) == state
-    crash_file = stack.media_root / row["id"][:2] / row["id"][2:4] / row["id"] if row else None
+    crash_file = stack.media_path(row["id"]) if row else None
     assert (crash_file is not None and crash_file.exists()) == linked
 
     _restart_app(stack, None)

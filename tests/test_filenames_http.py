@@ -58,7 +58,7 @@ def _assert_stored_safely(
     assert len(expected.encode()) <= 255
     [row] = stack.rows(f"id = '{media_id}'")
     assert row["filename"] == expected
-    stored = stack.media_root / media_id[:2] / media_id[2:4] / media_id
+    stored = stack.media_path(media_id)
     assert stored.read_bytes() == b"hello"
     assert eventually(lambda: stack.temp_files() == [])
     # Nothing new next to the media root but the books Nginx and SQLite keep.

@@ -21,10 +21,6 @@ PNG_1X1 = bytes.fromhex(
 )
 
 
-def _stored(stack: LiveStack, media_id: str) -> Path:
-    return stack.media_root / media_id[:2] / media_id[2:4] / media_id
-
-
 def _nothing_stored(stack: LiveStack) -> bool:
     return stack.rows() == [] and stack.media_files() == [] and stack.temp_files() == []
 
@@ -48,7 +44,7 @@ def test_form_with_several_files_and_fields_stores_each_file(stack: LiveStack) -
     assert items[1]["content_type"] == "image/png"
     assert items[0]["fields"] == {"caption": "holiday ☀", "album": "2026"}
     for media, sent in zip(items, (text, PNG_1X1, binary), strict=True):
-        assert sha256_of(_stored(stack, media["id"])) == sha256_bytes(sent)
+        assert sha256_of(stack.media_path(media["id"])) == sha256_bytes(sent)
     assert sorted(r["id"] for r in stack.rows("state = 'ready'")) == sorted(m["id"] for m in items)
     assert len(stack.media_files()) == 3
     assert eventually(lambda: stack.temp_files() == [])
@@ -65,7 +61,7 @@ def test_curl_form_upload_with_a_unicode_name_lands(stack: LiveStack, tmp_path: 
     )
     [media] = json.loads(result.stdout)["items"]
     assert media["filename"] == "résumé 東京.txt"
-    assert sha256_of(_stored(stack, media["id"])) == sha256_of(sent)
+    assert sha256_of(stack.media_path(media["id"])) == sha256_of(sent)
 
 
 def test_form_without_a_closing_boundary_is_a_400_and_stores_nothing(stack: LiveStack) -> None:
@@ -155,7 +151,7 @@ def test_200mb_form_upload_lands_with_flat_python_memory(stack: LiveStack, tmp_p
     assert response.status_code == 201, response.text
     [media] = response.json()["items"]
     assert media["size"] == 200 * MB
-    assert sha256_of(_stored(stack, media["id"])) == sha256_of(sent)
+    assert sha256_of(stack.media_path(media["id"])) == sha256_of(sent)
     # Anonymous memory only: the body's memory-mapped pages are the page cache's, not the
     # app's. A generous bound that fails if a part were read into a Python object (200 MB).
     growth_mib = (peak[0] - before) / 1024

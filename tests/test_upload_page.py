@@ -134,10 +134,6 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
-def _stored_path(stack: LiveStack, media_id: str) -> Path:
-    return stack.media_root / media_id[:2] / media_id[2:4] / media_id
-
-
 def _upload_route(url: str) -> bool:
     return "/api/items/" in url and "/media?filename=" in url
 
@@ -220,8 +216,8 @@ def test_two_files_with_unicode_names_upload_and_land_on_disk_and_in_the_catalog
     assert len({r.headers["idempotency-key"] for r in tab.puts}) == 2
     assert sorted(r.headers["content-type"] for r in tab.puts) == ["image/png", "text/plain"]
 
-    assert stack.media_files() == sorted(_stored_path(stack, i) for i in media_ids)
-    assert [sha256_of(_stored_path(stack, i)) for i in media_ids] == [
+    assert stack.media_files() == sorted(stack.media_path(i) for i in media_ids)
+    assert [sha256_of(stack.media_path(i)) for i in media_ids] == [
         sha256_bytes(text),
         sha256_bytes(image),
     ]
@@ -316,7 +312,7 @@ def test_a_502_while_the_app_is_down_is_retried_with_the_same_key_after_the_back
     assert keys[0] == keys[1]
     media_id = row.get_attribute("data-media-id")
     assert media_id is not None
-    assert stack.media_files() == [_stored_path(stack, media_id)]
+    assert stack.media_files() == [stack.media_path(media_id)]
     assert [r["id"] for r in stack.rows()] == [media_id]
     assert tab.script_errors == []
 
@@ -381,7 +377,7 @@ def test_a_retry_after_a_lost_answer_is_answered_with_the_media_already_stored(
     assert (retry.status, retry.headers.get("idempotent-replayed")) == (201, "true")
     media_id = row.get_attribute("data-media-id")
     assert media_id is not None
-    assert stack.media_files() == [_stored_path(stack, media_id)]
+    assert stack.media_files() == [stack.media_path(media_id)]
     assert [r["id"] for r in stack.rows()] == [media_id]
     expect(page.get_by_test_id("media-row")).to_have_count(1)
     assert tab.script_errors == []
@@ -577,11 +573,11 @@ def test_with_the_token_two_files_upload_land_on_disk_and_are_listed(
         "pixels.png",
     ]
 
-    assert [sha256_of(_stored_path(stack, i)) for i in media_ids] == [
+    assert [sha256_of(stack.media_path(i)) for i in media_ids] == [
         sha256_bytes(text),
         sha256_bytes(image),
     ]
-    assert stack.media_files() == sorted(_stored_path(stack, i) for i in media_ids)
+    assert stack.media_files() == sorted(stack.media_path(i) for i in media_ids)
     assert {r["id"]: (r["filename"], r["size"], r["state"]) for r in stack.rows()} == {
         media_ids[0]: ("notes.txt", len(text), "ready"),
         media_ids[1]: ("pixels.png", len(image), "ready"),

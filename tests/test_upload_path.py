@@ -42,7 +42,7 @@ def _upload(
 
 def _assert_stored(stack: LiveStack, answer: dict[str, object], sent: Path) -> None:
     media_id = str(answer["id"])
-    stored = stack.media_root / media_id[:2] / media_id[2:4] / media_id
+    stored = stack.media_path(media_id)
     assert sha256_of(stored) == sha256_of(sent)
     [row] = stack.rows(f"id = '{media_id}'")
     assert row["state"] == "ready"
