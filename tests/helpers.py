@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,11 @@ def sha256_of(path: Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and the CRC over type and data (RFC 2083)."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:

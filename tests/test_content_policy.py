@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Literal
 
 import pytest
+from helpers import png_chunk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,14 +14,10 @@ from callback_api.errors import Invalid, UnsupportedType
 PERMISSIVE = ContentPolicy(active_content="attachment")
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def png_header(width: int, height: int) -> bytes:
     """Signature and IHDR only: no pixel data exists for anything to decode."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
 
 
 def jpeg(width: int, height: int) -> bytes:

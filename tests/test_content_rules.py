@@ -11,13 +11,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 from conftest import LiveStack
-from helpers import eventually
+from helpers import eventually, png_chunk
 
 SANDBOX = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def png(width: int, height: int, pixels: bytes = b"\x00\x00\x00\x00\x00") -> bytes:
@@ -25,9 +21,9 @@ def png(width: int, height: int, pixels: bytes = b"\x00\x00\x00\x00\x00") -> byt
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(pixels))
-        + _chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(pixels))
+        + png_chunk(b"IEND", b"")
     )
 
 

@@ -5,14 +5,11 @@ import struct
 import zlib
 
 import pytest
+from helpers import png_chunk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callback_api.sniff import HEAD_SIZE, Sniffed, sniff
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
@@ -21,10 +18,10 @@ def png(width: int = 1, height: int = 1, extra: bytes = b"") -> bytes:
     rows = zlib.compress(b"".join(b"\x00" + b"\x00" * 3 * width for _ in range(min(height, 2))))
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
+        + png_chunk(b"IHDR", ihdr)
         + extra
-        + _chunk(b"IDAT", rows)
-        + _chunk(b"IEND", b"")
+        + png_chunk(b"IDAT", rows)
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -295,7 +292,10 @@ def test_sniff_falls_back_to_octet_stream_for_unknown_binary(head: bytes) -> Non
     [
         (gif() + b"<script>alert(1)</script>", Sniffed("image/gif", True, 1, 1)),
         (gif() + b"<ScRiPt src=//evil>", Sniffed("image/gif", True, 1, 1)),
-        (png(2, 2, _chunk(b"tEXt", b"Comment\x00<html><body>x")), Sniffed("image/png", True, 2, 2)),
+        (
+            png(2, 2, png_chunk(b"tEXt", b"Comment\x00<html><body>x")),
+            Sniffed("image/png", True, 2, 2),
+        ),
         (
             jpeg(8, 8, before_sof=_segment(0xFE, b"<iframe src=//evil>")),
             Sniffed("image/jpeg", True, 8, 8),

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LiveStack
-from helpers import eventually, sha256_bytes, sha256_of
+from helpers import eventually, png_chunk, sha256_bytes, sha256_of
 from playwright.sync_api import (
     Browser,
     Dialog,
@@ -116,11 +116,6 @@ def guarded(make_stack: Callable[..., LiveStack], tmp_path: Path) -> Guarded:
 def _png(width: int, height: int) -> bytes:
     """A real PNG (RGB gradient), so the server's sniffing and pixel checks see a true image."""
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
     rows = b"".join(
         b"\x00" + bytes(v for x in range(width) for v in (x * 4 % 256, y * 5 % 256, 128))
         for y in range(height)
@@ -128,9 +123,9 @@ def _png(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
     )
 
 
