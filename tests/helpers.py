@@ -1,10 +1,12 @@
-"""Small helpers shared by the tests: hashing, raw HTTP, polling, the app's socket."""
+"""Small helpers shared by the tests: hashing, raw HTTP, polling, the app's socket, PNG chunks
+and throwaway certificates."""
 
 from __future__ import annotations
 
 import hashlib
 import socket
 import struct
+import subprocess
 import time
 import zlib
 from collections.abc import Callable
@@ -28,6 +30,17 @@ def sha256_bytes(data: bytes) -> str:
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     """One PNG chunk: length, type, data and the CRC over type and data (RFC 2083)."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def self_signed(cert: Path, key: Path, common_name: str) -> tuple[Path, Path]:
+    """A throwaway P-256 certificate and key, valid for two days, written by openssl."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={common_name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import self_signed
 
 from callback_api.check import CheckReport, Finding, check
 from callback_api.cli import main
@@ -29,14 +29,7 @@ def _by_subject(report: CheckReport, subject: str) -> list[Finding]:
 
 def _certificate(directory: Path, name: str) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=media.example.com",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(directory / f"{name}.pem", directory / f"{name}.key", "media.example.com")
 
 
 @pytest.fixture

@@ -10,23 +10,13 @@ from pathlib import Path
 
 import httpx
 from conftest import LiveStack, free_port
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+from helpers import self_signed
 
 
 def test_a_tls_environment_serves_http2_with_hsts_and_redirects_plain_http(
     make_stack: Callable[..., LiveStack], tmp_path: Path, payload: Callable[[int], Path]
 ) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "localhost")
     port, plain = free_port(), free_port()
     stack = make_stack(
         server={
